@@ -1,0 +1,1 @@
+//! Listener, graceful shutdown and reload.
