@@ -404,6 +404,30 @@ impl Metrics {
     }
 }
 
+/// The upstream stack reports attempts, retries, budget exhaustion, timeouts
+/// and shedding here.
+impl crate::upstream::UpstreamObserver for Metrics {
+    fn attempt(&self, route: &str) {
+        self.upstream_attempt(route);
+    }
+
+    fn retry(&self, route: &str, reason: &str) {
+        self.upstream_retry(route, reason);
+    }
+
+    fn budget_exhausted(&self, route: &str) {
+        self.retry_budget_exhausted(route);
+    }
+
+    fn timeout(&self, route: &str, kind: &str) {
+        Metrics::timeout(self, route, kind);
+    }
+
+    fn shed(&self, route: &str) {
+        self.request_shed(route);
+    }
+}
+
 /// Keeps a request counted in `signet_requests_in_flight` until dropped.
 #[must_use = "the request stops counting as in flight as soon as the guard is dropped"]
 pub struct InFlightGuard {
@@ -684,6 +708,51 @@ mod tests {
             ),
             None,
             "a source that went away is no longer exported"
+        );
+    }
+
+    #[test]
+    fn upstream_observer_calls_move_the_upstream_families() {
+        use crate::upstream::UpstreamObserver;
+        let m = Metrics::new();
+        let observer: &dyn UpstreamObserver = &m;
+        observer.attempt("r");
+        observer.retry("r", "SlowDown");
+        observer.budget_exhausted("r");
+        observer.timeout("r", "first_byte");
+        observer.shed("r");
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, names::UPSTREAM_ATTEMPTS_TOTAL, &[("route", "r")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                names::UPSTREAM_RETRIES_TOTAL,
+                &[("route", "r"), ("reason", "SlowDown")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                names::RETRY_BUDGET_EXHAUSTED_TOTAL,
+                &[("route", "r")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                names::TIMEOUTS_TOTAL,
+                &[("route", "r"), ("kind", "first_byte")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, names::SHED_REQUESTS_TOTAL, &[("route", "r")]),
+            Some(1.0)
         );
     }
 

@@ -1,6 +1,8 @@
 //! Telemetry: Prometheus metrics ([`metrics`]) and structured, redacted logs
 //! ([`logging`]).
 
+pub mod logging;
 pub mod metrics;
 
+pub use logging::{access_log, AccessRecord, LogFormat, TelemetryError};
 pub use metrics::{CredentialGauge, InFlightGuard, Metrics};

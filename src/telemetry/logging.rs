@@ -1,0 +1,538 @@
+//! Structured logs: subscriber set-up, the per-request access record, and
+//! redaction of secrets in paths and headers.
+//!
+//! Output is JSON (one object per line) when stdout is not a terminal and
+//! human-readable otherwise; [`LogFormat`] overrides the choice. The level
+//! comes from `--log-level` (passed to [`init`]) or `RUST_LOG`, the flag
+//! winning, default `info`.
+//!
+//! Nothing secret is ever handed to `tracing`: callers log paths through
+//! [`redact_query`] (or [`access_log`], which does it for them) and headers
+//! through [`redact_header`] / [`RedactedHeaders`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::IsTerminal;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Target of the per-request access-log event.
+pub const ACCESS_TARGET: &str = "signet::access";
+
+/// What replaces a secret in logs.
+pub const REDACTED: &str = "REDACTED";
+
+/// Level used when neither `--log-level` nor `RUST_LOG` is set.
+pub const DEFAULT_LEVEL: &str = "info";
+
+/// Errors setting up logging.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The `--log-level` flag or `RUST_LOG` is not a valid filter.
+    #[error("{origin}: '{value}' is not a valid log filter ({reason}); use a level such as 'info' or directives such as 'info,signet=debug'")]
+    InvalidLevel {
+        /// Where the filter came from (`--log-level` or `RUST_LOG`).
+        origin: &'static str,
+        /// The rejected filter text.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The log format name is not one of `json`, `pretty`, `auto`.
+    #[error("log format '{0}' is not known; use 'json', 'pretty' or 'auto'")]
+    UnknownFormat(String),
+    /// A global subscriber was already installed in this process.
+    #[error("logging is already initialised in this process")]
+    AlreadyInitialised,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Multi-line, human-readable output (for terminals).
+    Pretty,
+}
+
+impl LogFormat {
+    /// JSON unless stdout is a terminal.
+    pub fn detect() -> Self {
+        if std::io::stdout().is_terminal() {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        }
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = TelemetryError;
+
+    /// Parses `json`, `pretty`, or `auto` ([`LogFormat::detect`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "pretty" | "text" => Ok(LogFormat::Pretty),
+            "auto" => Ok(LogFormat::detect()),
+            _ => Err(TelemetryError::UnknownFormat(s.to_owned())),
+        }
+    }
+}
+
+/// Builds the level filter: `level` (from `--log-level`) if given, else
+/// `RUST_LOG` if set and non-empty, else [`DEFAULT_LEVEL`].
+pub fn env_filter(level: Option<&str>) -> Result<EnvFilter, TelemetryError> {
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (origin, value) = match (level, from_env) {
+        (Some(flag), _) => ("--log-level", flag.to_owned()),
+        (None, Some(env)) => ("RUST_LOG", env),
+        (None, None) => ("default", DEFAULT_LEVEL.to_owned()),
+    };
+    EnvFilter::try_new(&value).map_err(|e| TelemetryError::InvalidLevel {
+        origin,
+        value,
+        reason: e.to_string(),
+    })
+}
+
+/// Builds a complete subscriber writing to `writer`, without installing it.
+///
+/// Tests use it with `tracing::subscriber::with_default` to capture what
+/// signet logs; [`init_with_writer`] installs it globally.
+pub fn subscriber<W>(
+    filter: EnvFilter,
+    format: LogFormat,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt_layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .pretty()
+            .with_writer(writer)
+            .boxed(),
+    };
+    Box::new(tracing_subscriber::registry().with(fmt_layer).with(filter))
+}
+
+/// Installs the process-wide subscriber writing to stdout.
+///
+/// `level` is the `--log-level` flag (it wins over `RUST_LOG`).
+///
+/// ```no_run
+/// use signet::telemetry::logging::{init, LogFormat};
+/// init(Some("info,signet=debug"), LogFormat::detect())?;
+/// # Ok::<(), signet::telemetry::logging::TelemetryError>(())
+/// ```
+pub fn init(level: Option<&str>, format: LogFormat) -> Result<(), TelemetryError> {
+    init_with_writer(level, format, std::io::stdout)
+}
+
+/// Like [`init`], but writing to `writer` (a file, stderr, a test buffer).
+pub fn init_with_writer<W>(
+    level: Option<&str>,
+    format: LogFormat,
+    writer: W,
+) -> Result<(), TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = env_filter(level)?;
+    subscriber(filter, format, writer)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInitialised)
+}
+
+/// Everything the access log says about one request.
+#[derive(Clone, Debug, Default)]
+pub struct AccessRecord<'a> {
+    /// Route name from configuration (or `-` when no route matched).
+    pub route: &'a str,
+    /// AWS service the request was signed for (e.g. `s3`, `es`).
+    pub service: &'a str,
+    /// AWS region the request was signed for.
+    pub region: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path and query as received; [`access_log`] redacts it before logging.
+    pub path: &'a str,
+    /// Status code sent to the client.
+    pub status: u16,
+    /// Upstream attempts made (0 if the request never left signet).
+    pub attempts: u32,
+    /// Time from receiving the request to sending the response head.
+    pub latency: Duration,
+    /// Request body bytes read from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    /// AWS request id from the upstream response, if any (see
+    /// [`upstream_request_id`]).
+    pub upstream_request_id: Option<&'a str>,
+}
+
+/// Emits the one access-log event for a request (target
+/// [`ACCESS_TARGET`], level INFO), with the path's presigning secrets redacted.
+pub fn access_log(rec: &AccessRecord<'_>) {
+    let path = redact_query(rec.path);
+    tracing::info!(
+        target: ACCESS_TARGET,
+        route = rec.route,
+        service = rec.service,
+        region = rec.region,
+        method = rec.method,
+        path = %path,
+        status = rec.status,
+        attempts = rec.attempts,
+        latency_ms = rec.latency.as_secs_f64() * 1000.0,
+        bytes_in = rec.bytes_in,
+        bytes_out = rec.bytes_out,
+        upstream_request_id = rec.upstream_request_id.unwrap_or("-"),
+        "request"
+    );
+}
+
+/// The AWS request id of an upstream response: `x-amzn-RequestId` (most JSON
+/// services), `x-amz-request-id` (S3) or `x-amzn-request-id`.
+pub fn upstream_request_id(headers: &http::HeaderMap) -> Option<&str> {
+    ["x-amzn-requestid", "x-amz-request-id", "x-amzn-request-id"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok())
+}
+
+/// Query parameters whose values are secret (compared case-insensitively):
+/// the SigV4 presigning signature, credential scope (it names the access key)
+/// and session token, plus SigV2's signature.
+const SECRET_QUERY_KEYS: [&str; 4] = [
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "signature",
+];
+
+fn is_secret_query_key(raw_key: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(raw_key).decode_utf8_lossy();
+    SECRET_QUERY_KEYS
+        .iter()
+        .any(|k| decoded.eq_ignore_ascii_case(k))
+}
+
+/// Replaces the values of `X-Amz-Signature`, `X-Amz-Credential`,
+/// `X-Amz-Security-Token` (and SigV2 `Signature`) query parameters with
+/// [`REDACTED`]. Keys match case-insensitively, also when percent-encoded.
+/// Borrows when there is nothing to redact.
+///
+/// ```
+/// use signet::telemetry::logging::redact_query;
+/// assert_eq!(
+///     redact_query("/b/k?x-id=GetObject&X-Amz-Signature=abc123"),
+///     "/b/k?x-id=GetObject&X-Amz-Signature=REDACTED"
+/// );
+/// assert_eq!(redact_query("/plain?a=1"), "/plain?a=1");
+/// ```
+pub fn redact_query(path_and_query: &str) -> Cow<'_, str> {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return Cow::Borrowed(path_and_query);
+    };
+    let needs = query.split('&').any(|pair| {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        is_secret_query_key(key) && pair.contains('=')
+    });
+    if !needs {
+        return Cow::Borrowed(path_and_query);
+    }
+    let mut out = String::with_capacity(path_and_query.len());
+    out.push_str(path);
+    out.push('?');
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((key, _)) if is_secret_query_key(key) => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether a header's value is secret and must never be logged:
+/// `Authorization`, `Proxy-Authorization`, `X-Amz-Security-Token`, `Cookie`,
+/// `Set-Cookie` (names compare case-insensitively).
+pub fn is_secret_header(name: &str) -> bool {
+    [
+        "authorization",
+        "proxy-authorization",
+        "x-amz-security-token",
+        "cookie",
+        "set-cookie",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// The value to log for header `name`: [`REDACTED`] for secret headers (see
+/// [`is_secret_header`]), the value itself otherwise.
+///
+/// ```
+/// use signet::telemetry::logging::redact_header;
+/// assert_eq!(redact_header("Authorization", "AWS4-HMAC-SHA256 Credential=..."), "REDACTED");
+/// assert_eq!(redact_header("content-type", "application/json"), "application/json");
+/// ```
+pub fn redact_header<'a>(name: &str, value: &'a str) -> &'a str {
+    if is_secret_header(name) {
+        REDACTED
+    } else {
+        value
+    }
+}
+
+/// Formats a header map for logs with secret values redacted and
+/// non-UTF-8 values elided: `{"host": "x", "authorization": "REDACTED"}`.
+///
+/// ```
+/// use signet::telemetry::logging::RedactedHeaders;
+/// let mut h = http::HeaderMap::new();
+/// h.insert("x-amz-security-token", "FwoGZXIvYXdz".parse().unwrap());
+/// let shown = format!("{:?}", RedactedHeaders(&h));
+/// assert!(!shown.contains("FwoGZXIvYXdz"));
+/// ```
+pub struct RedactedHeaders<'a>(pub &'a http::HeaderMap);
+
+impl fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            let shown = if is_secret_header(name.as_str()) {
+                REDACTED
+            } else {
+                value.to_str().unwrap_or("<binary>")
+            };
+            map.entry(&name.as_str(), &shown);
+        }
+        map.finish()
+    }
+}
+
+impl fmt::Display for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects everything written by a subscriber.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Capture {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    fn capture(level: &str, format: LogFormat, f: impl FnOnce()) -> String {
+        let cap = Capture::default();
+        let sub = subscriber(EnvFilter::try_new(level).unwrap(), format, cap.clone());
+        tracing::subscriber::with_default(sub, f);
+        cap.text()
+    }
+
+    const SIGNATURE: &str = "fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024";
+    const CREDENTIAL: &str = "AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request";
+    const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLETOKEN";
+
+    #[test]
+    fn redacts_presigned_query_values_and_keeps_the_rest() {
+        let input = format!(
+            "/bucket/key?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={CREDENTIAL}\
+             &X-Amz-Date=20150830T123600Z&X-Amz-Security-Token={TOKEN}&X-Amz-Signature={SIGNATURE}"
+        );
+        let out = redact_query(&input);
+        assert_eq!(
+            out,
+            "/bucket/key?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED\
+             &X-Amz-Date=20150830T123600Z&X-Amz-Security-Token=REDACTED&X-Amz-Signature=REDACTED"
+        );
+    }
+
+    #[test]
+    fn redacts_query_keys_in_any_case_and_percent_encoded() {
+        let input =
+            format!("/p?x-amz-signature={SIGNATURE}&X%2DAmz%2DSecurity%2DToken={TOKEN}&a=b");
+        let out = redact_query(&input);
+        assert!(!out.contains(SIGNATURE) && !out.contains(TOKEN), "{out}");
+        assert!(out.ends_with("&a=b"));
+    }
+
+    #[test]
+    fn leaves_paths_without_secrets_borrowed() {
+        for input in [
+            "/",
+            "/a/b",
+            "/a?b=c&d",
+            "/a?signed=1&x-amz-date=2015",
+            "/a?X-Amz-Signature",
+        ] {
+            assert!(matches!(redact_query(input), Cow::Borrowed(s) if s == input));
+        }
+    }
+
+    #[test]
+    fn redacts_secret_headers_only() {
+        assert_eq!(
+            redact_header("AUTHORIZATION", "AWS4-HMAC-SHA256 Signature=x"),
+            REDACTED
+        );
+        assert_eq!(redact_header("x-amz-security-token", TOKEN), REDACTED);
+        assert_eq!(redact_header("Cookie", "session=1"), REDACTED);
+        assert_eq!(
+            redact_header("x-amz-date", "20150830T123600Z"),
+            "20150830T123600Z"
+        );
+    }
+
+    #[test]
+    fn redacted_headers_hide_secret_values_in_debug_output() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/x, Signature={SIGNATURE}")
+                .parse()
+                .unwrap(),
+        );
+        h.insert("x-amz-security-token", TOKEN.parse().unwrap());
+        h.insert("host", "example.amazonaws.com".parse().unwrap());
+        let shown = format!("{:?}", RedactedHeaders(&h));
+        assert!(
+            !shown.contains(SIGNATURE) && !shown.contains(TOKEN),
+            "{shown}"
+        );
+        assert!(shown.contains("example.amazonaws.com"));
+    }
+
+    #[test]
+    fn access_log_emits_one_json_event_with_every_field_and_no_secrets() {
+        let out = capture("trace", LogFormat::Json, || {
+            access_log(&AccessRecord {
+                route: "s3",
+                service: "s3",
+                region: "eu-west-1",
+                method: "GET",
+                path: &format!("/b/k?X-Amz-Signature={SIGNATURE}&X-Amz-Security-Token={TOKEN}"),
+                status: 200,
+                attempts: 2,
+                latency: Duration::from_millis(15),
+                bytes_in: 0,
+                bytes_out: 42,
+                upstream_request_id: Some("REQ123"),
+            })
+        });
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["target"], ACCESS_TARGET);
+        assert_eq!(v["route"], "s3");
+        assert_eq!(v["region"], "eu-west-1");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["attempts"], 2);
+        assert_eq!(v["latency_ms"], 15.0);
+        assert_eq!(v["bytes_out"], 42);
+        assert_eq!(v["upstream_request_id"], "REQ123");
+        assert_eq!(
+            v["path"],
+            "/b/k?X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED"
+        );
+        assert!(!out.contains(SIGNATURE) && !out.contains(TOKEN));
+    }
+
+    #[test]
+    fn filter_drops_access_events_below_its_level() {
+        let out = capture("warn", LogFormat::Json, || {
+            access_log(&AccessRecord::default());
+        });
+        assert!(out.is_empty(), "{out}");
+    }
+
+    #[test]
+    fn pretty_format_is_not_json() {
+        let out = capture("info", LogFormat::Pretty, || {
+            access_log(&AccessRecord {
+                route: "dev",
+                ..AccessRecord::default()
+            })
+        });
+        assert!(out.contains("dev"));
+        assert!(serde_json::from_str::<serde_json::Value>(out.trim()).is_err());
+    }
+
+    #[test]
+    fn flag_level_wins_and_bad_levels_name_their_origin() {
+        assert!(env_filter(Some("debug,signet=trace")).is_ok());
+        let err = env_filter(Some("info,=[")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--log-level: 'info,=['"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parses_log_format_names() {
+        assert_eq!("json".parse::<LogFormat>().unwrap(), LogFormat::Json);
+        assert_eq!("Pretty".parse::<LogFormat>().unwrap(), LogFormat::Pretty);
+        assert!("xml".parse::<LogFormat>().is_err());
+    }
+
+    #[test]
+    fn finds_upstream_request_id_in_s3_and_json_service_headers() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-amz-request-id", "S3ID".parse().unwrap());
+        assert_eq!(upstream_request_id(&h), Some("S3ID"));
+        h.insert("x-amzn-RequestId", "JSONID".parse().unwrap());
+        assert_eq!(upstream_request_id(&h), Some("JSONID"));
+        assert_eq!(upstream_request_id(&http::HeaderMap::new()), None);
+    }
+}
