@@ -1,1 +1,321 @@
-//! credentials
+//! Credentials from every standard AWS source, kept fresh in the background.
+//!
+//! [`CredentialsSet::start`] spawns one refresher task per configured source
+//! (and one per per-route role). Each refresher resolves credentials through
+//! aws-config's providers, refreshes them ahead of expiry, retries failures
+//! with capped exponential backoff and publishes an immutable snapshot. The
+//! request path reads that snapshot through [`CredentialsHandle::current`],
+//! which never awaits and never triggers a fetch.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), signet::credentials::CredentialsError> {
+//! use std::collections::BTreeMap;
+//! use signet::credentials::{CredentialsSet, SourceSettings};
+//!
+//! let mut sources = BTreeMap::new();
+//! sources.insert("default".to_owned(), SourceSettings::default());
+//! let set = CredentialsSet::start(&sources, &[])?;
+//! let handle = set.handle("default", None).expect("configured");
+//! match handle.current() {
+//!     Ok(creds) => println!("signing with {}", creds.access_key_id),
+//!     Err(unavailable) => println!("503: {unavailable}"),
+//! }
+//! # Ok(()) }
+//! ```
+
+mod check;
+mod identity;
+mod refresher;
+mod resolve;
+pub mod settings;
+mod snapshot;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::task::JoinHandle;
+
+pub use check::check;
+pub use settings::{AssumeRoleSettings, RefreshSettings, Secret, SourceSettings};
+pub use snapshot::access_key_hint;
+
+use crate::sigv4::Credentials;
+use resolve::Resolver;
+use snapshot::SnapshotCell;
+
+/// Errors from starting or checking credential sources.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// A source's settings failed validation.
+    #[error("credentials.{source_name}: {message}")]
+    InvalidSettings {
+        /// The source's name in the config.
+        source_name: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A route names a source that is not configured.
+    #[error("no credentials source named {0:?} (add it under [credentials.{0}])")]
+    UnknownSource(String),
+    /// `CredentialsSet::start` was called outside a tokio runtime.
+    #[error("credential refreshers need a tokio runtime")]
+    NoRuntime,
+    /// `signet check --identity` could not call sts:GetCallerIdentity.
+    #[error("GetCallerIdentity failed: {0}")]
+    Identity(String),
+    /// Writing the report of `signet check` failed.
+    #[error("could not write the check report: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Why a source has no usable credentials right now. Never contains secrets.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("credentials unavailable: {reason}")]
+pub struct Unavailable {
+    /// The source's last failure, or why its cached credentials no longer count.
+    pub reason: String,
+}
+
+/// Cheap, cloneable read access to one source's current credentials.
+#[derive(Clone)]
+pub struct CredentialsHandle {
+    cell: Arc<SnapshotCell>,
+}
+
+impl fmt::Debug for CredentialsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsHandle")
+            .field("source", &self.cell.name)
+            .field("kind", &self.cell.kind)
+            .finish()
+    }
+}
+
+impl CredentialsHandle {
+    /// The credentials to sign with now, or why there are none. Never awaits.
+    pub fn current(&self) -> Result<Arc<Credentials>, Unavailable> {
+        self.current_with_expiry().map(|(creds, _)| creds)
+    }
+
+    /// Like [`current`](Self::current), with the credentials' expiry.
+    pub fn current_with_expiry(
+        &self,
+    ) -> Result<(Arc<Credentials>, Option<SystemTime>), Unavailable> {
+        let snapshot = self.cell.load();
+        match (&snapshot.credentials, snapshot.expires_at) {
+            (Some(creds), None) => Ok((creds.clone(), None)),
+            (Some(creds), Some(expiry)) if SystemTime::now() < expiry => {
+                Ok((creds.clone(), Some(expiry)))
+            }
+            (Some(_), Some(expiry)) => Err(Unavailable {
+                reason: match &snapshot.last_error {
+                    Some(error) => format!(
+                        "{} ({}): cached credentials expired at {}; last refresh failed: {error}",
+                        self.cell.name,
+                        self.cell.kind,
+                        httpdate::fmt_http_date(expiry)
+                    ),
+                    None => format!(
+                        "{} ({}): cached credentials expired at {}",
+                        self.cell.name,
+                        self.cell.kind,
+                        httpdate::fmt_http_date(expiry)
+                    ),
+                },
+            }),
+            (None, _) => Err(Unavailable {
+                reason: match &snapshot.last_error {
+                    Some(error) => format!("{} ({}): {error}", self.cell.name, self.cell.kind),
+                    None => format!("{} ({}): not resolved yet", self.cell.name, self.cell.kind),
+                },
+            }),
+        }
+    }
+
+    /// The state of this source for readiness and metrics.
+    pub fn status(&self) -> SourceStatus {
+        let snapshot = self.cell.load();
+        let valid = self.current().is_ok();
+        SourceStatus {
+            name: self.cell.name.clone(),
+            kind: self.cell.kind,
+            valid,
+            access_key_hint: snapshot
+                .credentials
+                .as_ref()
+                .map(|c| access_key_hint(&c.access_key_id)),
+            expires_at: snapshot.expires_at,
+            refresh_failures: self.cell.refresh_failures(),
+            last_error: snapshot.last_error.clone(),
+        }
+    }
+}
+
+/// The state of one source (or per-route role), for `/readyz` and `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// The source's name; a per-route role reads `<source> as <role_arn>`.
+    pub name: String,
+    /// The source's kind (`imds`, `profile`, ...; `assume_role` for per-route roles).
+    pub kind: &'static str,
+    /// Whether unexpired credentials are available now.
+    pub valid: bool,
+    /// First 4 and last 4 characters of the current access key id.
+    pub access_key_hint: Option<String>,
+    /// When the current credentials expire; `None` for long-term keys.
+    pub expires_at: Option<SystemTime>,
+    /// Failed fetches since start.
+    pub refresh_failures: u64,
+    /// The most recent fetch's failure, cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+/// Every configured source with its running refresher.
+pub struct CredentialsSet {
+    handles: BTreeMap<(String, Option<String>), CredentialsHandle>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for CredentialsSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsSet")
+            .field("sources", &self.handles.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl CredentialsSet {
+    /// Validates the sources and spawns one refresher per source and one per
+    /// distinct `(source, role_arn)` pair in `route_roles`. Must be called
+    /// inside a tokio runtime. Returns at once: credentials become available
+    /// as each first fetch completes (see [`CredentialsSet::wait_ready`]).
+    pub fn start(
+        sources: &BTreeMap<String, SourceSettings>,
+        route_roles: &[(String, String)],
+    ) -> Result<CredentialsSet, CredentialsError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| CredentialsError::NoRuntime)?;
+        for (name, settings) in sources {
+            settings
+                .validate()
+                .map_err(|message| CredentialsError::InvalidSettings {
+                    source_name: name.clone(),
+                    message,
+                })?;
+        }
+        for (source, role_arn) in route_roles {
+            if !sources.contains_key(source) {
+                return Err(CredentialsError::UnknownSource(source.clone()));
+            }
+            settings::validate_role_arn(role_arn).map_err(|message| {
+                CredentialsError::InvalidSettings {
+                    source_name: source.clone(),
+                    message: format!("route role: {message}"),
+                }
+            })?;
+        }
+
+        let mut handles = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for (name, settings) in sources {
+            if let SourceSettings::Static { access_key_id, .. } = settings {
+                tracing::warn!(
+                    source = %name,
+                    key = %access_key_hint(access_key_id),
+                    "static credentials in the config file are for local development only"
+                );
+            }
+            let cell = Arc::new(SnapshotCell::new(name.clone(), settings.kind()));
+            tasks.push(runtime.spawn(refresher::run(
+                cell.clone(),
+                Resolver::Source(settings.clone()),
+                settings.refresh().clone(),
+            )));
+            handles.insert((name.clone(), None), CredentialsHandle { cell });
+        }
+        for (source, role_arn) in route_roles {
+            let key = (source.clone(), Some(role_arn.clone()));
+            if handles.contains_key(&key) {
+                continue;
+            }
+            let (Some(base), Some(settings)) = (
+                handles.get(&(source.clone(), None)).cloned(),
+                sources.get(source),
+            ) else {
+                return Err(CredentialsError::UnknownSource(source.clone()));
+            };
+            let cell = Arc::new(SnapshotCell::new(
+                format!("{source} as {role_arn}"),
+                "assume_role",
+            ));
+            let role = AssumeRoleSettings::new(role_arn.clone());
+            tasks.push(runtime.spawn(refresher::run(
+                cell.clone(),
+                Resolver::RouteRole { base, role },
+                settings.refresh().clone(),
+            )));
+            handles.insert(key, CredentialsHandle { cell });
+        }
+        Ok(CredentialsSet {
+            handles,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// The handle for `source`, or for the role `role_arn` assumed with it
+    /// when a route names one. `None` if it was not configured at start.
+    pub fn handle(&self, source: &str, role_arn: Option<&str>) -> Option<CredentialsHandle> {
+        self.handles
+            .get(&(source.to_owned(), role_arn.map(str::to_owned)))
+            .cloned()
+    }
+
+    /// The state of every source and per-route role, sorted by name.
+    pub fn status(&self) -> Vec<SourceStatus> {
+        self.handles
+            .values()
+            .map(CredentialsHandle::status)
+            .collect()
+    }
+
+    /// Waits until every source has valid credentials or `timeout` passes;
+    /// returns whether all are valid. Useful before opening the listener.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.handles.values().all(|h| h.current().is_ok()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every refresher. Handles keep returning the last snapshot.
+    pub async fn shutdown(&self) {
+        let tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for CredentialsSet {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for task in tasks.iter() {
+                task.abort();
+            }
+        }
+    }
+}
