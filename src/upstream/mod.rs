@@ -1,1 +1,164 @@
-//! upstream
+//! The upstream path: one pooled TLS client behind retry, timeout and load-shedding layers.
+//!
+//! The proxy hands each prepared request to [`Upstream::send`] as an
+//! [`OutboundRequest`]: the absolute upstream URI and the exact headers to send
+//! (unsigned), the body, an [`AttemptSigner`] that signs one attempt in place, and the
+//! route's [`RoutePolicy`]. The answer is either the upstream's response, whose body
+//! ([`ResponseBody`]) streams frame by frame, or a [`ForwardError`] that the proxy maps
+//! to a response in one place:
+//!
+//! ```ignore
+//! match upstream.send(request).await {
+//!     Ok(response) => response.map(axum::body::Body::new),
+//!     Err(e) => error_response(e.status(), e.kind(), &e.to_string(), e.retry_after()),
+//! }
+//! ```
+//!
+//! The layers, outermost first (composed in [`stack::build`]):
+//!
+//! 1. **shed**: per-upstream (scheme + authority) in-flight limit; past it, an immediate
+//!    [`ForwardError::Shed`] (503 + Retry-After), never a queue. A request counts until
+//!    its response body ends.
+//! 2. **retry**: up to `max_attempts`, full-jitter exponential backoff with a cap, a
+//!    per-route-and-upstream retry budget, Retry-After honoured, optional adaptive rate
+//!    limiting. Retries connection failures, timeouts, 429/500/502/503/504 and the AWS
+//!    throttling and transient error codes (from `x-amzn-ErrorType` or a small JSON/XML
+//!    error body, which is handed back to the client intact). Only replayable bodies are
+//!    retried: buffered ones always, streamed ones only if no byte went out.
+//! 3. **deadline**: the total deadline across attempts, up to the final response head.
+//! 4. **sign**: [`AttemptSigner::sign`] afresh for every attempt (new X-Amz-Date,
+//!    current credentials).
+//! 5. **first byte**: per attempt, from the request body having been handed over to
+//!    the response head.
+//! 6. **client**: the pooled hyper-util client (rustls with the `ring` provider, webpki
+//!    roots plus an optional CA bundle; h1 and h2 by ALPN; plain http too), whose
+//!    connector enforces the connect timeout.
+//!
+//! The response body enforces the idle timeout between frames.
+//!
+//! Counters go to an [`UpstreamObserver`] (telemetry implements it for `/metrics`).
+
+mod body;
+mod client;
+mod error;
+mod retry;
+mod settings;
+mod shed;
+pub mod stack;
+
+use std::sync::Arc;
+
+pub use body::ResponseBody;
+pub use error::{ForwardError, SignFailure, TimeoutKind, UpstreamError};
+pub use retry::{backoff_bound, classify_error_code, ErrorClass};
+pub use settings::{
+    duration_serde, LimitSettings, RetryMode, RetrySettings, RoutePolicy, TimeoutSettings,
+    TlsSettings,
+};
+
+/// Signs one attempt in place: sets `x-amz-date`, `authorization` (and the session
+/// token, content hash, ...) from the current credentials snapshot.
+///
+/// Called once per attempt, so every retry carries a fresh date and the newest
+/// credentials. Must not block: read the credentials snapshot, do not wait for a refresh.
+pub trait AttemptSigner: Send + Sync {
+    /// Signs `parts` (absolute upstream URI, headers as they will be sent).
+    fn sign(&self, parts: &mut http::request::Parts) -> Result<(), SignFailure>;
+}
+
+/// The body of an outbound request.
+pub enum OutboundBody {
+    /// No body.
+    Empty,
+    /// A body held in memory (signed payloads); always replayable.
+    Buffered(bytes::Bytes),
+    /// A body streamed from the client; replayable only until its first byte went out.
+    Streaming(axum::body::Body),
+}
+
+impl std::fmt::Debug for OutboundBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutboundBody::Empty => f.write_str("Empty"),
+            OutboundBody::Buffered(b) => write!(f, "Buffered({} bytes)", b.len()),
+            OutboundBody::Streaming(_) => f.write_str("Streaming"),
+        }
+    }
+}
+
+/// One request for the upstream, as the proxy prepared it.
+pub struct OutboundRequest {
+    /// Method, absolute upstream URI (`https://host/path?query`), and the unsigned
+    /// headers exactly as they will be sent. Signing headers are added per attempt.
+    pub parts: http::request::Parts,
+    /// The body.
+    pub body: OutboundBody,
+    /// Signs each attempt.
+    pub signer: Arc<dyn AttemptSigner>,
+    /// The route's retry, timeout and limit settings.
+    pub policy: Arc<RoutePolicy>,
+    /// The route's name, for metrics and logs.
+    pub route: Arc<str>,
+}
+
+/// Receives the upstream path's counters. Every method has a no-op default.
+///
+/// Implementations must be cheap and must not block (they run on the request path).
+pub trait UpstreamObserver: Send + Sync {
+    /// An attempt is about to be sent (first attempts and retries alike).
+    fn attempt(&self, _route: &str) {}
+    /// A retry was decided; `reason` is e.g. `connection`, `first_byte_timeout`,
+    /// `http_503` or an AWS error code such as `SlowDown`.
+    fn retry(&self, _route: &str, _reason: &str) {}
+    /// A retry was wanted but the retry budget was empty; the last answer went back.
+    fn budget_exhausted(&self, _route: &str) {}
+    /// A timeout fired; `kind` is a [`TimeoutKind::as_str`] name.
+    fn timeout(&self, _route: &str, _kind: &str) {}
+    /// A request was shed (503 at once) because its upstream was at its in-flight limit.
+    fn shed(&self, _route: &str) {}
+    /// The backoff delay chosen before a retry (for histograms and tests).
+    fn backoff(&self, _route: &str, _delay: std::time::Duration) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopObserver;
+
+impl UpstreamObserver for NoopObserver {}
+
+/// The upstream client with its layers. Cheap to clone; build once at start.
+#[derive(Clone)]
+pub struct Upstream {
+    service: stack::UpstreamService,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Builds the pooled client and the layer stack. Fails only on bad TLS settings
+    /// (unreadable or empty CA bundle). Logs a warning when certificate verification
+    /// is off. Must be called inside a tokio runtime.
+    pub fn new(
+        tls: &TlsSettings,
+        observer: Arc<dyn UpstreamObserver>,
+    ) -> Result<Self, UpstreamError> {
+        let pool = client::Pool::new(tls)?;
+        Ok(Self {
+            service: stack::build(pool, observer),
+        })
+    }
+
+    /// Sends one request through shedding, retries, timeouts and signing, and returns
+    /// the upstream's response (its body streaming) or why it could not be forwarded.
+    pub async fn send(
+        &self,
+        request: OutboundRequest,
+    ) -> Result<http::Response<ResponseBody>, ForwardError> {
+        use tower::ServiceExt;
+        self.service.clone().oneshot(request).await
+    }
+}

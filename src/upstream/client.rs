@@ -1,0 +1,335 @@
+//! The pooled hyper-util client: rustls (ring provider), webpki roots plus an optional
+//! CA bundle, HTTP/1.1 and h2 by ALPN, plain http for local upstreams, and a connector
+//! that enforces the route's connect timeout (TCP connect plus TLS handshake).
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tower::Service;
+
+use super::body::{describe_hyper, AttemptBody};
+use super::error::{ForwardError, TimeoutKind, UpstreamError};
+use super::settings::TlsSettings;
+use super::stack::Attempt;
+use super::{ResponseBody, UpstreamObserver};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+type HyperClient = Client<ConnectTimeout<HttpsConnector<HttpConnector>>, AttemptBody>;
+
+/// Pooled clients, one per distinct connect timeout (connectors cannot see the
+/// request, so the timeout is a property of the client). Routes rarely differ, so
+/// this is usually a single pool.
+pub(crate) struct Pool {
+    tls: rustls::ClientConfig,
+    clients: Mutex<HashMap<Duration, HyperClient>>,
+}
+
+impl Pool {
+    pub(crate) fn new(settings: &TlsSettings) -> Result<Self, UpstreamError> {
+        Ok(Self {
+            tls: tls_config(settings)?,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn client(&self, connect_timeout: Duration) -> HyperClient {
+        let build = || {
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            let https = HttpsConnectorBuilder::new()
+                .with_tls_config(self.tls.clone())
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http);
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(ConnectTimeout {
+                    inner: https,
+                    after: connect_timeout,
+                })
+        };
+        match self.clients.lock() {
+            Ok(mut clients) => clients.entry(connect_timeout).or_insert_with(build).clone(),
+            // A poisoned map only means another thread panicked mid-insert; a fresh
+            // client still works (it just does not share that pool).
+            Err(_) => build(),
+        }
+    }
+}
+
+fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, UpstreamError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+    if settings.insecure_skip_verify {
+        tracing::warn!(
+            "TLS certificate verification of upstreams is OFF (insecure_skip_verify); \
+             use this only for local test endpoints"
+        );
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = &settings.ca_bundle {
+        let shown = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| UpstreamError::CaBundleRead {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| UpstreamError::CaBundleInvalid {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            roots
+                .add(cert)
+                .map_err(|e| UpstreamError::CaBundleInvalid {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(UpstreamError::CaBundleInvalid {
+                path: shown,
+                reason: "no PEM certificates found".into(),
+            });
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Accepts any server certificate but still checks handshake signatures.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The connect timeout fired (found in the error chain to name the timeout).
+#[derive(Debug, thiserror::Error)]
+#[error("connect timeout after {0:?}")]
+struct ConnectTimedOut(Duration);
+
+/// Connector wrapper bounding TCP connect plus TLS handshake.
+#[derive(Clone)]
+pub(crate) struct ConnectTimeout<C> {
+    inner: C,
+    after: Duration,
+}
+
+impl<C> Service<http::Uri> for ConnectTimeout<C>
+where
+    C: Service<http::Uri> + Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<C::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let after = self.after;
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(after, connecting).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(Box::new(ConnectTimedOut(after)) as BoxError),
+            }
+        })
+    }
+}
+
+/// The innermost service: sends one signed attempt on the pooled client.
+#[derive(Clone)]
+pub(crate) struct ClientService {
+    pool: Arc<Pool>,
+    observer: Arc<dyn UpstreamObserver>,
+}
+
+impl ClientService {
+    pub(crate) fn new(pool: Pool, observer: Arc<dyn UpstreamObserver>) -> Self {
+        Self {
+            pool: Arc::new(pool),
+            observer,
+        }
+    }
+}
+
+impl Service<Attempt> for ClientService {
+    type Response = http::Response<ResponseBody>;
+    type Error = ForwardError;
+    type Future = BoxFuture<'static, Result<Self::Response, ForwardError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ForwardError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, attempt: Attempt) -> Self::Future {
+        let observer = self.observer.clone();
+        let timeouts = attempt.policy.timeouts.clone();
+        let route = attempt.route.clone();
+        let client = self.pool.client(timeouts.connect);
+        Box::pin(async move {
+            let Attempt {
+                mut parts, body, ..
+            } = attempt;
+            if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
+                return Err(ForwardError::InvalidRequest(format!(
+                    "upstream URI {} is not absolute",
+                    parts.uri
+                )));
+            }
+            // The pooled connection decides h1 or h2 (ALPN); the request must not pin one.
+            parts.version = http::Version::HTTP_11;
+            let request = http::Request::from_parts(parts, body);
+            match client.request(request).await {
+                Ok(response) => Ok(response.map(|incoming| {
+                    ResponseBody::streaming(incoming, timeouts.idle, observer, route)
+                })),
+                Err(e) => {
+                    let error = classify_client_error(&e, timeouts.connect);
+                    if let ForwardError::Timeout { kind, .. } = &error {
+                        observer.timeout(&route, kind.as_str());
+                    }
+                    Err(error)
+                }
+            }
+        })
+    }
+}
+
+fn classify_client_error(
+    error: &hyper_util::client::legacy::Error,
+    connect_timeout: Duration,
+) -> ForwardError {
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(cause) = source {
+        if cause.downcast_ref::<ConnectTimedOut>().is_some() {
+            return ForwardError::Timeout {
+                kind: TimeoutKind::Connect,
+                after: connect_timeout,
+            };
+        }
+        if let Some(ForwardError::RequestBody(reason)) = cause.downcast_ref::<ForwardError>() {
+            return ForwardError::RequestBody(reason.clone());
+        }
+        source = cause.source();
+    }
+    let reason = describe_hyper(error);
+    if error.is_connect() {
+        ForwardError::Unreachable(reason)
+    } else {
+        ForwardError::Connection(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn refuses_ca_bundle_without_certificates() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "not a certificate").unwrap();
+        let settings = TlsSettings {
+            ca_bundle: Some(file.path().to_path_buf()),
+            insecure_skip_verify: false,
+        };
+        let err = tls_config(&settings).unwrap_err();
+        assert!(
+            err.to_string().contains("no PEM certificates found"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_missing_ca_bundle_naming_the_path() {
+        let settings = TlsSettings {
+            ca_bundle: Some("/nonexistent/signet-ca.pem".into()),
+            insecure_skip_verify: false,
+        };
+        let err = tls_config(&settings).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/signet-ca.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn builds_default_and_insecure_configs() {
+        assert!(tls_config(&TlsSettings::default()).is_ok());
+        let insecure = TlsSettings {
+            ca_bundle: None,
+            insecure_skip_verify: true,
+        };
+        assert!(tls_config(&insecure).is_ok());
+    }
+}
