@@ -32,6 +32,8 @@ pub struct Issued {
     pub expires_at: SystemTime,
 }
 
+type IssueHook = Box<dyn Fn(&Issued) + Send + Sync>;
+
 /// The knobs and records every stand-in shares.
 #[derive(Clone)]
 pub struct Control {
@@ -46,7 +48,7 @@ struct ControlInner {
     available: AtomicBool,
     issued: Mutex<Vec<Issued>>,
     requests: Mutex<Vec<(String, String)>>,
-    on_issue: Mutex<Option<Box<dyn Fn(&Issued) + Send + Sync>>>,
+    on_issue: Mutex<Option<IssueHook>>,
 }
 
 impl Control {
