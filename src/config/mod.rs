@@ -1,1 +1,636 @@
-//! config
+//! Typed, validated settings.
+//!
+//! Layers, later ones winning:
+//! 1. the file given with `--config` (TOML; YAML for a `.yaml`/`.yml` name), or the
+//!    embedded default `config/signet.toml` when none is given;
+//! 2. `SIGNET_*` environment variables, nested keys joined with `__`
+//!    (`SIGNET_LISTEN`, `SIGNET_ADMIN__LISTEN`, `SIGNET_DEFAULTS__BODY_CAP`);
+//! 3. command-line flags ([`ServeArgs`]).
+//!
+//! The result is validated once into [`Settings`]; the request path never parses
+//! configuration. Every error names the key and the reason:
+//! `routes[2].region: 'us-est-1' is not a region name (route "search")`.
+//!
+//! ```
+//! use signet::config::{ConfigFormat, Settings};
+//! let settings = Settings::from_str(r#"
+//!     [[routes]]
+//!     name = "search"
+//!     path_prefix = "/search"
+//!     upstream = "https://search-logs-abc.us-west-2.es.amazonaws.com"
+//! "#, ConfigFormat::Toml).unwrap();
+//! assert_eq!(settings.routes[0].service, "es");
+//! assert_eq!(settings.routes[0].region, "us-west-2");
+//! ```
+
+mod args;
+pub mod defaults;
+mod file;
+pub mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use args::ServeArgs;
+
+use crate::credentials::SourceSettings;
+use crate::upstream::{duration_serde, RoutePolicy, TlsSettings};
+use units::bytes_serde;
+
+/// The validated configuration signet runs on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// Where the proxy listens.
+    pub listen: SocketAddr,
+    /// The admin listener.
+    pub admin: AdminSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
+    /// TLS of the upstream client (process-wide).
+    pub tls: TlsSettings,
+    /// Named credential sources; always holds `default`.
+    pub credentials: BTreeMap<String, SourceSettings>,
+    /// What routes inherit, and how host-routed requests are treated.
+    pub defaults: RouteDefaults,
+    /// Configured routes, in match order.
+    pub routes: Vec<RouteSettings>,
+    /// The file the settings came from; `None` for the embedded default.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+}
+
+/// The admin listener's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub listen: SocketAddr,
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogSettings {
+    /// A tracing filter (`info`, `signet=debug`); `RUST_LOG` wins when set.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable, for terminals.
+    Pretty,
+    /// JSON unless stdout is a terminal.
+    #[default]
+    Auto,
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShutdownSettings {
+    /// How long in-flight requests may finish after SIGTERM/SIGINT.
+    #[serde(with = "duration_serde")]
+    pub drain_timeout: Duration,
+}
+
+/// How a request body is signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadMode {
+    /// Buffer up to the body cap, hash, sign the hash (413 past the cap).
+    Signed,
+    /// Stream untouched with `UNSIGNED-PAYLOAD`.
+    Unsigned,
+    /// Signed for non-S3 services; for S3, signed when the body is small with a
+    /// known length, otherwise unsigned (streaming), and aws-chunked uploads pass through.
+    #[default]
+    Auto,
+}
+
+/// Header-name patterns, lowercase; a trailing `*` matches any suffix.
+///
+/// ```
+/// use signet::config::HeaderPatterns;
+/// let p = HeaderPatterns::new(["user-agent", "x-forwarded-*"]).unwrap();
+/// assert!(p.matches("x-forwarded-for") && p.matches("user-agent"));
+/// assert!(!p.matches("x-amz-date"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderPatterns {
+    /// `(name or prefix, is_prefix)` in the order written.
+    entries: Vec<(String, bool)>,
+}
+
+impl HeaderPatterns {
+    /// Builds from patterns; refuses ones that are not header names (apart from a trailing `*`).
+    pub fn new<I, S>(patterns: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut entries = Vec::new();
+        for pattern in patterns {
+            let pattern = pattern.as_ref().trim().to_ascii_lowercase();
+            let (name, wildcard) = match pattern.strip_suffix('*') {
+                Some(prefix) => (prefix.to_string(), true),
+                None => (pattern.clone(), false),
+            };
+            if name.is_empty() {
+                return Err(format!("'{pattern}' would match every header"));
+            }
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(format!("'{pattern}' is not a header name"));
+            }
+            if !entries.contains(&(name.clone(), wildcard)) {
+                entries.push((name, wildcard));
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    /// Whether `name` (lowercase, as `http::HeaderName::as_str` gives it) matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.entries.iter().any(|(p, prefix)| {
+            if *prefix {
+                name.starts_with(p.as_str())
+            } else {
+                name == p
+            }
+        })
+    }
+
+    /// Whether there are no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The patterns as written (prefixes with their `*`).
+    pub fn patterns(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries
+            .iter()
+            .map(|(p, prefix)| if *prefix { format!("{p}*") } else { p.clone() })
+    }
+
+    /// The first pattern that could match a header signing owns (`host`,
+    /// `authorization`, `x-amz-*`), if any.
+    fn covers_signing_header(&self) -> Option<String> {
+        const OWNED: &[&str] = &[
+            "host",
+            "authorization",
+            "x-amz-date",
+            "x-amz-security-token",
+            "x-amz-content-sha256",
+        ];
+        self.entries
+            .iter()
+            .find(|(p, prefix)| {
+                if *prefix {
+                    "x-amz-".starts_with(p.as_str())
+                        || p.starts_with("x-amz-")
+                        || OWNED.iter().any(|o| o.starts_with(p.as_str()))
+                } else {
+                    p.starts_with("x-amz-") || OWNED.contains(&p.as_str())
+                }
+            })
+            .map(|(p, prefix)| if *prefix { format!("{p}*") } else { p.clone() })
+    }
+}
+
+impl Serialize for HeaderPatterns {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.patterns())
+    }
+}
+
+/// Headers added to every request of a route. Values of sensitive-looking
+/// headers (authorization, cookies, tokens, keys, secrets) print as `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CustomHeaders(Vec<(http::HeaderName, http::HeaderValue)>);
+
+impl CustomHeaders {
+    /// The headers, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&http::HeaderName, &http::HeaderValue)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn printable(&self) -> BTreeMap<&str, String> {
+        self.0
+            .iter()
+            .map(|(name, value)| {
+                let shown = if is_sensitive_header(name.as_str()) {
+                    "<redacted>".to_string()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                (name.as_str(), shown)
+            })
+            .collect()
+    }
+}
+
+fn is_sensitive_header(name: &str) -> bool {
+    [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "password",
+        "signature",
+        "credential",
+        "session",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+impl fmt::Debug for CustomHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.printable()).finish()
+    }
+}
+
+impl Serialize for CustomHeaders {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.printable().serialize(serializer)
+    }
+}
+
+/// What routes inherit unless they say otherwise, and how host-routed requests
+/// (no configured route, Host an AWS endpoint) are treated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteDefaults {
+    /// Payload mode.
+    pub payload: PayloadMode,
+    /// Largest body a signed payload buffers, in bytes.
+    #[serde(with = "bytes_serde")]
+    pub body_cap: u64,
+    /// Headers forwarded but not signed.
+    pub sign_headers_exclude: HeaderPatterns,
+    /// Headers removed from requests before signing.
+    pub strip_headers: HeaderPatterns,
+    /// Headers added to every request.
+    pub custom_headers: CustomHeaders,
+    /// Credential source name.
+    pub credentials: String,
+    /// Role assumed with the source's credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Whether a request whose Host is an AWS endpoint and that matches no route
+    /// is forwarded to that host, signed for the service and region it implies.
+    pub aws_host_routing: bool,
+    /// Retries, timeouts and limits.
+    #[serde(flatten)]
+    pub policy: RoutePolicy,
+}
+
+/// An upstream base URL: scheme, authority and optional base path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// `host[:port]` as given (lowercased).
+    pub authority: http::uri::Authority,
+    /// Path prefixed to every forwarded path; empty or `/x` (no trailing slash).
+    pub base_path: String,
+}
+
+impl UpstreamUrl {
+    /// The host without port.
+    pub fn host(&self) -> &str {
+        self.authority.host()
+    }
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+impl Serialize for UpstreamUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One validated route (`[[routes]]`), with inherited defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteSettings {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// Path prefix matched on whole segments (`/es` matches `/es` and `/es/x`,
+    /// not `/esx`); `None` matches every path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Host matched case-insensitively (a port in it must match too); `None` matches every host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Where requests go.
+    pub upstream: UpstreamUrl,
+    /// Signing name.
+    pub service: String,
+    /// Signing region.
+    pub region: String,
+    /// Host signed instead of the upstream's (aws-sigv4-proxy's `--sign-host`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_host: Option<String>,
+    /// Prefix removed from the path before forwarding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<String>,
+    /// Payload mode.
+    pub payload: PayloadMode,
+    /// Body cap for signed payloads, bytes.
+    #[serde(with = "bytes_serde")]
+    pub body_cap: u64,
+    /// Headers forwarded but not signed.
+    pub sign_headers_exclude: HeaderPatterns,
+    /// Headers removed before signing.
+    pub strip_headers: HeaderPatterns,
+    /// Headers added (defaults' merged with the route's).
+    pub custom_headers: CustomHeaders,
+    /// Credential source name.
+    pub credentials: String,
+    /// Role assumed with the source's credentials for this route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Retries, timeouts and limits.
+    #[serde(flatten)]
+    pub policy: RoutePolicy,
+}
+
+/// The format of a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    /// TOML (`.toml`, and any other extension).
+    Toml,
+    /// YAML (`.yaml`, `.yml`).
+    Yaml,
+}
+
+impl ConfigFormat {
+    /// The format a file name implies: YAML for `.yaml`/`.yml`, TOML otherwise.
+    pub fn from_path(path: &Path) -> ConfigFormat {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("yaml" | "yml") => ConfigFormat::Yaml,
+            _ => ConfigFormat::Toml,
+        }
+    }
+
+    fn to_config(self) -> config::FileFormat {
+        match self {
+            ConfigFormat::Toml => config::FileFormat::Toml,
+            ConfigFormat::Yaml => config::FileFormat::Yaml,
+        }
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path (`routes[2].region`, `admin.listen`) or flag (`--service`).
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML/YAML.
+    #[error("{origin}: {message}")]
+    Syntax {
+        /// The file, or "the embedded default".
+        origin: String,
+        /// The parser's message (file excerpts removed).
+        message: String,
+    },
+    /// Keys or values are wrong; each problem names its key.
+    #[error("{}", format_problems(problems))]
+    Invalid {
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut out = format!("{} problems in the configuration:", many.len());
+            for p in many {
+                out.push_str("\n  ");
+                out.push_str(&p.to_string());
+            }
+            out
+        }
+    }
+}
+
+impl ConfigError {
+    /// The problems of an [`ConfigError::Invalid`] error (empty otherwise).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems } => problems,
+            _ => &[],
+        }
+    }
+}
+
+impl Settings {
+    /// Loads from the `--config` file (or the embedded default), the process's
+    /// `SIGNET_*` environment variables and the flags, then validates.
+    pub fn load(args: &ServeArgs) -> Result<Settings, ConfigError> {
+        Self::load_from(args, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with the environment given explicitly, so tests
+    /// need not mutate the process environment. Only `SIGNET_*` entries are read
+    /// (`SIGNET_CONFIG` is the `--config` flag's and is skipped).
+    pub fn load_from<I>(args: &ServeArgs, env: I) -> Result<Settings, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let (text, format, origin) = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                (
+                    text,
+                    ConfigFormat::from_path(path),
+                    path.display().to_string(),
+                )
+            }
+            None => (
+                defaults::EMBEDDED_CONFIG.to_string(),
+                ConfigFormat::Toml,
+                "the embedded default config".to_string(),
+            ),
+        };
+        let raw = file::parse_layers(&text, format, &origin, env)?;
+        let raw = file::apply_flags(raw, args)?;
+        let mut settings = validate::validate(raw)?;
+        settings.config_file = args.config.clone();
+        Ok(settings)
+    }
+
+    /// Parses and validates one document, without environment or flags.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str, format: ConfigFormat) -> Result<Settings, ConfigError> {
+        let raw = file::parse_layers(text, format, "the config", std::iter::empty())?;
+        validate::validate(raw)
+    }
+
+    /// The embedded default configuration, validated.
+    pub fn embedded_default() -> Result<Settings, ConfigError> {
+        Self::from_str(defaults::EMBEDDED_CONFIG, ConfigFormat::Toml)
+    }
+
+    /// The effective configuration as TOML, with secrets (static keys, session
+    /// tokens, sensitive custom header values) shown as `<redacted>`; for
+    /// `signet check --config FILE`.
+    pub fn redacted_toml(&self) -> String {
+        let value = match serde_json::to_value(self) {
+            Ok(v) => strip_nulls(v),
+            Err(e) => return format!("# cannot print the configuration: {e}\n"),
+        };
+        match toml::to_string(&value) {
+            Ok(text) => text,
+            Err(e) => format!("# cannot print the configuration: {e}\n"),
+        }
+    }
+
+    /// The names of the credential sources and `(source, role_arn)` pairs the
+    /// routes and host routing use, for starting refreshers and for readiness.
+    pub fn route_roles(&self) -> Vec<(String, String)> {
+        let mut roles: Vec<(String, String)> = self
+            .routes
+            .iter()
+            .filter_map(|r| r.role_arn.clone().map(|arn| (r.credentials.clone(), arn)))
+            .chain(
+                self.defaults
+                    .role_arn
+                    .clone()
+                    .filter(|_| self.defaults.aws_host_routing)
+                    .map(|arn| (self.defaults.credentials.clone(), arn)),
+            )
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+}
+
+fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .map(strip_nulls)
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_str(text, ConfigFormat::Toml)
+    }
+
+    fn error_text(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn embedded_default_is_a_valid_local_gateway() {
+        let s = Settings::embedded_default().unwrap();
+        assert_eq!(s.listen.to_string(), defaults::LISTEN);
+        assert_eq!(s.admin.listen.to_string(), defaults::ADMIN_LISTEN);
+        assert_eq!(s.shutdown.drain_timeout, defaults::DRAIN_TIMEOUT);
+        assert_eq!(s.defaults.body_cap, defaults::BODY_CAP);
+        assert!(s.defaults.aws_host_routing);
+        assert!(s.routes.is_empty());
+        assert!(s.credentials.contains_key("default"));
+        let excluded: Vec<String> = s.defaults.sign_headers_exclude.patterns().collect();
+        let expected: Vec<String> = defaults::SIGN_HEADERS_EXCLUDE
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(excluded, expected);
+    }
+
+    #[test]
+    fn empty_document_takes_the_built_in_defaults() {
+        let s = parse("").unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                config_file: None,
+                ..Settings::embedded_default().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_key_with_its_path() {
+        let e = error_text("[admin]\nlisten = \"127.0.0.1:9999\"\nport = 3\n");
+        assert!(e.starts_with("admin.port: unknown field `port`"), "{e}");
+        let e = error_text(
+            "[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\nregion = \"us-east-1\"\n\
+             [[routes]]\nname = \"b\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\nregion = \"us-east-1\"\npath_prefx = \"/b\"\n",
+        );
+        assert!(
+            e.starts_with("routes[1].path_prefx: unknown field `path_prefx`"),
+            "{e}"
+        );
+    }
+}

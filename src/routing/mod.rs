@@ -1,1 +1,3 @@
-//! routing
+//! Route table and AWS endpoint knowledge.
+
+pub mod endpoint;

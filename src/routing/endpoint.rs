@@ -1,0 +1,469 @@
+//! AWS endpoint knowledge: which hosts are AWS endpoints, and which signing
+//! service and region a host implies.
+//!
+//! Everything here works from the *shape* of the host name (no frozen table of
+//! regions, no network), so a region launched tomorrow routes without a
+//! release:
+//!
+//! ```
+//! use signet::routing::endpoint::{parse_host, is_region_name};
+//! let ep = parse_host("sqs.ap-southeast-9.amazonaws.com").unwrap();
+//! assert_eq!((ep.service.as_str(), ep.region.as_str()), ("sqs", "ap-southeast-9"));
+//! let ep = parse_host("bedrock-runtime.us-west-2.amazonaws.com").unwrap();
+//! assert_eq!(ep.service, "bedrock");
+//! assert!(is_region_name("eu-central-2") && !is_region_name("us-est-1"));
+//! ```
+
+use std::fmt;
+
+/// An AWS partition: a group of regions with its own domain and home region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Partition {
+    /// `aws`: the commercial regions (amazonaws.com, api.aws, on.aws).
+    Aws,
+    /// `aws-cn`: the China regions (amazonaws.com.cn).
+    AwsCn,
+    /// `aws-us-gov`: AWS GovCloud (US).
+    AwsUsGov,
+    /// `aws-iso` (c2s.ic.gov).
+    AwsIso,
+    /// `aws-iso-b` (sc2s.sgov.gov).
+    AwsIsoB,
+    /// `aws-iso-e` (cloud.adc-e.uk).
+    AwsIsoE,
+    /// `aws-iso-f` (csp.hci.ic.gov).
+    AwsIsoF,
+}
+
+impl Partition {
+    /// The partition id as it appears in ARNs (`aws`, `aws-cn`, `aws-us-gov`, ...).
+    pub fn id(self) -> &'static str {
+        match self {
+            Partition::Aws => "aws",
+            Partition::AwsCn => "aws-cn",
+            Partition::AwsUsGov => "aws-us-gov",
+            Partition::AwsIso => "aws-iso",
+            Partition::AwsIsoB => "aws-iso-b",
+            Partition::AwsIsoE => "aws-iso-e",
+            Partition::AwsIsoF => "aws-iso-f",
+        }
+    }
+
+    /// The region global endpoints (IAM, Route 53, ...) of this partition sign with.
+    pub fn home_region(self) -> &'static str {
+        match self {
+            Partition::Aws => "us-east-1",
+            Partition::AwsCn => "cn-north-1",
+            Partition::AwsUsGov => "us-gov-west-1",
+            Partition::AwsIso => "us-iso-east-1",
+            Partition::AwsIsoB => "us-isob-east-1",
+            Partition::AwsIsoE => "eu-isoe-west-1",
+            Partition::AwsIsoF => "us-isof-south-1",
+        }
+    }
+
+    /// The partition a region name belongs to, judged by its prefix; `None`
+    /// when the name does not have a region's shape.
+    pub fn of_region(region: &str) -> Option<Partition> {
+        let (prefix, _) = split_region(region)?;
+        Some(match prefix {
+            "cn" => Partition::AwsCn,
+            "us-gov" => Partition::AwsUsGov,
+            "us-iso" => Partition::AwsIso,
+            "us-isob" => Partition::AwsIsoB,
+            "eu-isoe" => Partition::AwsIsoE,
+            "us-isof" => Partition::AwsIsoF,
+            _ => Partition::Aws,
+        })
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// Region prefixes (geography, or the partition's own prefix).
+const REGION_PREFIXES: &[&str] = &[
+    "us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx", "cn", "us-gov", "us-iso", "us-isob",
+    "eu-isoe", "us-isof",
+];
+
+/// Region directions.
+const REGION_DIRECTIONS: &[&str] = &[
+    "east",
+    "west",
+    "north",
+    "south",
+    "central",
+    "northeast",
+    "northwest",
+    "southeast",
+    "southwest",
+];
+
+/// Splits a region name into (prefix, direction) when it has a region's shape:
+/// `<prefix>-<direction>-<number>`.
+fn split_region(name: &str) -> Option<(&str, &str)> {
+    let (rest, number) = name.rsplit_once('-')?;
+    let number_ok = !number.is_empty()
+        && number.len() <= 2
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && !number.starts_with('0');
+    if !number_ok {
+        return None;
+    }
+    let (prefix, direction) = rest.rsplit_once('-')?;
+    if REGION_PREFIXES.contains(&prefix) && REGION_DIRECTIONS.contains(&direction) {
+        Some((prefix, direction))
+    } else {
+        None
+    }
+}
+
+/// Whether `name` has the shape of an AWS region name: a known prefix
+/// (`us`, `eu`, `ap`, ..., `cn`, `us-gov`, `us-iso`, `us-isob`, `eu-isoe`,
+/// `us-isof`), a direction (`east`, `southeast`, ...) and a number.
+///
+/// `us-est-1` is refused; a future `ap-southeast-9` passes.
+pub fn is_region_name(name: &str) -> bool {
+    split_region(name).is_some()
+}
+
+/// The AWS endpoint domains signet will sign for without a configured route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Domain {
+    AmazonAws,
+    AmazonAwsCn,
+    ApiAws,
+    OnAws,
+    C2s,
+    Sc2s,
+    AdcE,
+    Hci,
+}
+
+const DOMAINS: &[(&str, Domain)] = &[
+    ("amazonaws.com.cn", Domain::AmazonAwsCn),
+    ("amazonwebservices.com.cn", Domain::AmazonAwsCn),
+    ("amazonaws.com", Domain::AmazonAws),
+    ("api.aws", Domain::ApiAws),
+    ("on.aws", Domain::OnAws),
+    ("c2s.ic.gov", Domain::C2s),
+    ("sc2s.sgov.gov", Domain::Sc2s),
+    ("cloud.adc-e.uk", Domain::AdcE),
+    ("csp.hci.ic.gov", Domain::Hci),
+];
+
+impl Domain {
+    /// Whether a region of `partition` may appear under this domain.
+    fn admits(self, partition: Partition) -> bool {
+        match self {
+            Domain::AmazonAws | Domain::ApiAws | Domain::OnAws => {
+                matches!(partition, Partition::Aws | Partition::AwsUsGov)
+            }
+            Domain::AmazonAwsCn => partition == Partition::AwsCn,
+            Domain::C2s => partition == Partition::AwsIso,
+            Domain::Sc2s => partition == Partition::AwsIsoB,
+            Domain::AdcE => partition == Partition::AwsIsoE,
+            Domain::Hci => partition == Partition::AwsIsoF,
+        }
+    }
+
+    /// The partition of a global endpoint under this domain.
+    fn partition(self) -> Partition {
+        match self {
+            Domain::AmazonAws | Domain::ApiAws | Domain::OnAws => Partition::Aws,
+            Domain::AmazonAwsCn => Partition::AwsCn,
+            Domain::C2s => Partition::AwsIso,
+            Domain::Sc2s => Partition::AwsIsoB,
+            Domain::AdcE => Partition::AwsIsoE,
+            Domain::Hci => Partition::AwsIsoF,
+        }
+    }
+}
+
+/// Strips an optional `:port` and trailing dot and lowercases; `None` for IP
+/// literals in brackets and empty hosts.
+fn normalize_host(host: &str) -> Option<String> {
+    let host = host.trim();
+    if host.starts_with('[') {
+        return None;
+    }
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return None,
+        None => host,
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+/// Splits a normalized host into (labels before the domain, domain).
+fn split_domain(host: &str) -> Option<(&str, Domain)> {
+    DOMAINS.iter().find_map(|(suffix, domain)| {
+        let prefix = host.strip_suffix(suffix)?;
+        let prefix = prefix.strip_suffix('.')?;
+        Some((prefix, *domain))
+    })
+}
+
+/// Whether `host` (optionally with `:port`) lies under an AWS endpoint domain:
+/// amazonaws.com, amazonaws.com.cn, api.aws, on.aws, c2s.ic.gov,
+/// sc2s.sgov.gov, cloud.adc-e.uk or csp.hci.ic.gov.
+pub fn is_aws_domain(host: &str) -> bool {
+    normalize_host(host).is_some_and(|h| split_domain(&h).is_some())
+}
+
+/// What an AWS endpoint host implies for signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsEndpoint {
+    /// The signing name (`sqs`, `s3`, `es`, `ses` for `email.*`, ...).
+    pub service: String,
+    /// The signing region (the partition's home region for global endpoints).
+    pub region: String,
+    /// The partition the endpoint belongs to.
+    pub partition: Partition,
+}
+
+/// Why a host gives no AWS endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The host is not under an AWS endpoint domain.
+    #[error("{0} is not an AWS endpoint domain")]
+    NotAws(String),
+    /// The host is under an AWS domain but its shape names no API endpoint.
+    #[error("cannot tell the signing service and region from host {host}: {reason}")]
+    Unrecognized {
+        /// The host as given.
+        host: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Endpoint prefixes whose signing name differs (single last label, `-fips` removed).
+const SIGNING_NAMES: &[(&str, &str)] = &[
+    ("email", "ses"),
+    ("runtime-v2-lex", "lex"),
+    ("models-v2-lex", "lex"),
+    ("bedrock-runtime", "bedrock"),
+    ("bedrock-agent-runtime", "bedrock"),
+    ("bedrock-agent", "bedrock"),
+    ("aps-workspaces", "aps"),
+    ("iot-data", "iotdata"),
+    ("lambda-url", "lambda"),
+    ("appsync-api", "appsync"),
+    ("appsync-realtime-api", "appsync"),
+    ("sync-states", "states"),
+    ("s3-accesspoint", "s3"),
+    ("s3-control", "s3"),
+    ("aos", "es"),
+    ("data-servicediscovery", "servicediscovery"),
+    ("transcribestreaming", "transcribe"),
+    ("elasticfilesystem", "elasticfilesystem"),
+];
+
+/// Multi-label endpoint prefixes whose signing name differs from the last label.
+const MULTI_LABEL_NAMES: &[(&[&str], &str)] = &[
+    (&["data", "jobs", "iot"], "iot-jobs-data"),
+    (&["data-jobs", "iot"], "iot-jobs-data"),
+    (&["api", "tunneling", "iot"], "iotsecuredtunneling"),
+    (&["credentials", "iot"], "iot"),
+    (&["data", "iotevents"], "ioteventsdata"),
+    (&["catalog", "marketplace"], "aws-marketplace"),
+    (&["entitlement", "marketplace"], "aws-marketplace"),
+    (&["metering", "marketplace"], "aws-marketplace"),
+];
+
+/// Global endpoints (no region in the host) and the region they sign with.
+/// `None` means the partition's home region.
+const GLOBAL_ENDPOINTS: &[(Partition, &str, Option<&str>)] = &[
+    (Partition::Aws, "iam", None),
+    (Partition::Aws, "sts", None),
+    (Partition::Aws, "route53", None),
+    (Partition::Aws, "cloudfront", None),
+    (Partition::Aws, "organizations", None),
+    (Partition::Aws, "shield", None),
+    (Partition::Aws, "waf", None),
+    (Partition::Aws, "budgets", None),
+    (Partition::Aws, "sdb", None),
+    (Partition::Aws, "importexport", None),
+    (Partition::Aws, "globalaccelerator", Some("us-west-2")),
+    (Partition::Aws, "networkmanager", Some("us-west-2")),
+    (Partition::AwsCn, "iam", None),
+    (Partition::AwsCn, "route53", Some("cn-northwest-1")),
+    (Partition::AwsCn, "organizations", Some("cn-northwest-1")),
+    (Partition::AwsUsGov, "iam", None),
+    (Partition::AwsUsGov, "route53", None),
+    (Partition::AwsUsGov, "organizations", None),
+    (Partition::AwsIso, "iam", None),
+    (Partition::AwsIso, "route53", None),
+    (Partition::AwsIsoB, "iam", None),
+    (Partition::AwsIsoB, "route53", None),
+    (Partition::AwsIsoE, "iam", None),
+    (Partition::AwsIsoE, "route53", None),
+    (Partition::AwsIsoF, "iam", None),
+    (Partition::AwsIsoF, "route53", None),
+];
+
+/// Labels that qualify an endpoint without naming its service.
+const QUALIFIERS: &[&str] = &["dualstack", "fips"];
+
+/// Derives the signing service and region from an AWS endpoint host (an
+/// optional `:port` is ignored). Deterministic and offline.
+///
+/// Shapes understood: `<svc>.<region>.amazonaws.com` and its `.amazonaws.com.cn`,
+/// `.api.aws` and iso-partition forms; virtual-hosted and path-style S3
+/// including `dualstack`, FIPS (`s3-fips`, `sqs-fips`), the legacy
+/// `s3-<region>` and `s3-external-1` forms and the global `s3.amazonaws.com`;
+/// OpenSearch domains (`search-d.<region>.es.amazonaws.com`,
+/// `*.aos.<region>.on.aws`) and serverless collections (`*.<region>.aoss...`);
+/// `*.execute-api.<region>...`; Lambda function URLs
+/// (`*.lambda-url.<region>.on.aws`); interface VPC endpoints (`*.vpce...`);
+/// and global endpoints (IAM, STS, Route 53, CloudFront, Organizations, Shield,
+/// WAF classic), which sign with their partition's home region.
+///
+/// Hosts of customer resources under AWS domains (EC2 instances, load
+/// balancers, RDS, ElastiCache) give [`EndpointError::Unrecognized`]: they
+/// are not AWS APIs and must not receive signed requests.
+pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
+    let unrecognized = |reason| EndpointError::Unrecognized {
+        host: host.to_string(),
+        reason,
+    };
+    let normalized = normalize_host(host).ok_or_else(|| EndpointError::NotAws(host.to_string()))?;
+    let (prefix, domain) =
+        split_domain(&normalized).ok_or_else(|| EndpointError::NotAws(host.to_string()))?;
+    let labels: Vec<&str> = prefix.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Err(unrecognized("empty label"));
+    }
+
+    if let Some(at) = labels.iter().rposition(|l| is_region_name(l)) {
+        let region = labels[at];
+        let partition = Partition::of_region(region).ok_or_else(|| unrecognized("bad region"))?;
+        if !domain.admits(partition) {
+            return Err(unrecognized(
+                "the region does not belong to the host's domain",
+            ));
+        }
+        let before = &labels[..at];
+        let after = &labels[at + 1..];
+        let service = match after {
+            [] => service_before_region(before),
+            ["vpce"] => service_before_region(before),
+            ["es"] => Some("es".to_string()),
+            ["aoss"] => Some("aoss".to_string()),
+            ["neptune"] => Some("neptune-db".to_string()),
+            _ => None,
+        }
+        .ok_or_else(|| unrecognized("not an AWS API endpoint shape"))?;
+        return Ok(AwsEndpoint {
+            service,
+            region: region.to_string(),
+            partition,
+        });
+    }
+
+    // Legacy S3 forms with the region inside the label: s3-us-west-2, s3-fips-us-gov-west-1.
+    if matches!(domain, Domain::AmazonAws | Domain::AmazonAwsCn) {
+        if let Some(label) = labels.last() {
+            if let Some(rest) = label.strip_prefix("s3-") {
+                let rest = rest.strip_prefix("fips-").unwrap_or(rest);
+                let region = if rest == "external-1" {
+                    Some("us-east-1")
+                } else if is_region_name(rest) {
+                    Some(rest)
+                } else {
+                    None
+                };
+                if let Some(region) = region {
+                    let partition =
+                        Partition::of_region(region).ok_or_else(|| unrecognized("bad region"))?;
+                    if !domain.admits(partition) {
+                        return Err(unrecognized(
+                            "the region does not belong to the host's domain",
+                        ));
+                    }
+                    return Ok(AwsEndpoint {
+                        service: "s3".into(),
+                        region: region.into(),
+                        partition,
+                    });
+                }
+            }
+        }
+    }
+
+    // Global endpoints: iam.amazonaws.com, iam.us-gov.amazonaws.com, s3.amazonaws.com.
+    let (labels, partition) = match (domain, labels.as_slice()) {
+        (Domain::AmazonAws, [rest @ .., "us-gov"]) if !rest.is_empty() => {
+            (rest, Partition::AwsUsGov)
+        }
+        (_, all) => (all, domain.partition()),
+    };
+    let last = labels
+        .last()
+        .map(|l| l.strip_suffix("-fips").unwrap_or(l))
+        .ok_or_else(|| unrecognized("no service label"))?;
+    if labels.len() == 1 {
+        if let Some((_, _, region)) = GLOBAL_ENDPOINTS
+            .iter()
+            .find(|(p, name, _)| *p == partition && *name == last)
+        {
+            return Ok(AwsEndpoint {
+                service: last.to_string(),
+                region: region.unwrap_or(partition.home_region()).to_string(),
+                partition,
+            });
+        }
+    }
+    if partition == Partition::Aws && domain == Domain::AmazonAws && last == "s3" {
+        return Ok(AwsEndpoint {
+            service: "s3".into(),
+            region: "us-east-1".into(),
+            partition,
+        });
+    }
+    Err(unrecognized(
+        "no region in the host and not a known global endpoint",
+    ))
+}
+
+/// The signing name implied by the labels before the region
+/// (`bucket.s3`, `runtime.sagemaker`, `abc.execute-api`, `s3.dualstack`).
+fn service_before_region(before: &[&str]) -> Option<String> {
+    let mut end = before.len();
+    while end > 0 && QUALIFIERS.contains(&before[end - 1]) {
+        end -= 1;
+    }
+    let before = &before[..end];
+    let last = *before.last()?;
+    let last = last.strip_suffix("-fips").unwrap_or(last);
+    if last.is_empty() {
+        return None;
+    }
+    // Compare multi-label forms on the labels with the last one's -fips removed.
+    let matches_tail = |pattern: &[&str]| {
+        pattern.len() <= before.len()
+            && pattern.last() == Some(&last)
+            && before[before.len() - pattern.len()..before.len() - 1]
+                == pattern[..pattern.len() - 1]
+    };
+    if let Some((_, name)) = MULTI_LABEL_NAMES.iter().find(|(p, _)| matches_tail(p)) {
+        return Some((*name).to_string());
+    }
+    // <anything>.iot: the account's data-plane endpoint (data-ats.iot, abc123-ats.iot).
+    if last == "iot" && before.len() >= 2 {
+        return Some("iotdata".into());
+    }
+    if let Some((_, name)) = SIGNING_NAMES.iter().find(|(prefix, _)| *prefix == last) {
+        return Some((*name).to_string());
+    }
+    Some(last.to_string())
+}
