@@ -1,0 +1,218 @@
+//! Byte sinks, percent-encoding and hex helpers shared by the signer.
+//!
+//! Everything here writes into a [`Sink`] so the same code feeds either the
+//! SHA-256 hasher alone (hot path) or the hasher plus a text copy (explain).
+
+use sha2::{Digest, Sha256};
+
+/// Where canonical bytes go: a hasher, a buffer, or both.
+pub(crate) trait Sink {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Sha256 {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Feeds a hasher and keeps a copy of the text (used only when explaining).
+pub(crate) struct Tee<'a> {
+    pub(crate) hasher: &'a mut Sha256,
+    pub(crate) text: &'a mut Vec<u8>,
+}
+
+impl Sink for Tee<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.text.extend_from_slice(bytes);
+    }
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
+/// RFC 3986 unreserved characters: never percent-encoded by SigV4.
+#[inline]
+pub(crate) const fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Lower-case hex of a 32-byte digest, on the stack.
+#[inline]
+pub(crate) fn hex32(digest: &[u8]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (i, b) in digest.iter().take(32).enumerate() {
+        out[2 * i] = HEX_LOWER[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX_LOWER[usize::from(b & 0x0f)];
+    }
+    out
+}
+
+/// Writes `%XY` (upper-case hex) for `b`.
+#[inline]
+fn put_escape<S: Sink + ?Sized>(sink: &mut S, b: u8) {
+    sink.put(&[
+        b'%',
+        HEX_UPPER[usize::from(b >> 4)],
+        HEX_UPPER[usize::from(b & 0x0f)],
+    ]);
+}
+
+/// SigV4 `UriEncode`: every byte except unreserved characters (and `/` when
+/// `keep_slash`) becomes `%XY`. Runs of safe bytes are written in one call.
+pub(crate) fn write_encoded<S: Sink + ?Sized>(sink: &mut S, input: &[u8], keep_slash: bool) {
+    let mut start = 0;
+    for (i, &b) in input.iter().enumerate() {
+        if is_unreserved(b) || (keep_slash && b == b'/') {
+            continue;
+        }
+        if start < i {
+            sink.put(&input[start..i]);
+        }
+        put_escape(sink, b);
+        start = i + 1;
+    }
+    if start < input.len() {
+        sink.put(&input[start..]);
+    }
+}
+
+/// True when `input` would come out of [`write_encoded`] unchanged.
+#[inline]
+pub(crate) fn is_canonical(input: &[u8], keep_slash: bool) -> bool {
+    input
+        .iter()
+        .all(|&b| is_unreserved(b) || (keep_slash && b == b'/'))
+}
+
+/// A path as sent (single encoding): keeps every byte that may appear in a
+/// request target, and escapes only those that cannot (controls, space,
+/// non-ASCII), which is how a raw UTF-8 or spaced target goes on the wire.
+pub(crate) fn write_path_as_sent<S: Sink + ?Sized>(sink: &mut S, input: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in input.iter().enumerate() {
+        if b > 0x20 && b < 0x7f {
+            continue;
+        }
+        if start < i {
+            sink.put(&input[start..i]);
+        }
+        put_escape(sink, b);
+        start = i + 1;
+    }
+    if start < input.len() {
+        sink.put(&input[start..]);
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` query component into
+/// `out`: `%XY` becomes the byte, `+` a space; a `%` not followed by two hex
+/// digits stays literal.
+pub(crate) fn decode_query_component(input: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex_value(input[i + 1]), hex_value(input[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b == b'+' { b' ' } else { b });
+        i += 1;
+    }
+}
+
+/// Canonical form of one query key or value: decoded, made valid UTF-8
+/// (invalid sequences become U+FFFD), then strictly percent-encoded.
+/// Appends to `scratch` and returns the range written.
+pub(crate) fn canonical_query_component(
+    input: &[u8],
+    decoded: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> std::ops::Range<usize> {
+    decoded.clear();
+    decode_query_component(input, decoded);
+    let start = scratch.len();
+    match std::str::from_utf8(decoded) {
+        Ok(_) => write_encoded(scratch, decoded, false),
+        Err(_) => {
+            let lossy = String::from_utf8_lossy(decoded).into_owned();
+            write_encoded(scratch, lossy.as_bytes(), false);
+        }
+    }
+    start..scratch.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(s: &str, keep_slash: bool) -> String {
+        let mut v = Vec::new();
+        write_encoded(&mut v, s.as_bytes(), keep_slash);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn encodes_everything_but_unreserved() {
+        assert_eq!(
+            enc(":/?#[]@!$&'()*+,;=%", false),
+            "%3A%2F%3F%23%5B%5D%40%21%24%26%27%28%29%2A%2B%2C%3B%3D%25"
+        );
+        assert_eq!(enc("AZaz09-._~", false), "AZaz09-._~");
+        assert_eq!(enc("a b/c", true), "a%20b/c");
+        assert_eq!(enc("ሴ", false), "%E1%88%B4");
+    }
+
+    #[test]
+    fn path_as_sent_escapes_only_bytes_a_target_cannot_carry() {
+        let mut v = Vec::new();
+        write_path_as_sent(&mut v, "/a b/%24ሴ!".as_bytes());
+        assert_eq!(String::from_utf8(v).unwrap(), "/a%20b/%24%E1%88%B4!");
+    }
+
+    #[test]
+    fn decodes_query_components_like_a_form() {
+        let mut out = Vec::new();
+        decode_query_component(b"a+b%20c%zz%4", &mut out);
+        assert_eq!(out, b"a b c%zz%4");
+    }
+
+    #[test]
+    fn canonical_query_component_reencodes_strictly() {
+        let mut d = Vec::new();
+        let mut s = Vec::new();
+        let r = canonical_query_component(b"%e1%88%b4+x/y", &mut d, &mut s);
+        assert_eq!(&s[r], b"%E1%88%B4%20x%2Fy");
+        let r = canonical_query_component(b"%ff", &mut d, &mut s);
+        assert_eq!(&s[r], b"%EF%BF%BD");
+    }
+
+    #[test]
+    fn hex32_is_lowercase() {
+        let h = hex32(&[0xab; 32]);
+        assert!(h.iter().all(|c| *c == b'a' || *c == b'b'));
+    }
+}

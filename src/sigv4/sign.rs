@@ -1,0 +1,692 @@
+//! Header and presigned-query signing of a request given as primitives.
+
+use std::fmt;
+use std::fmt::Write as _;
+
+use hmac::Mac;
+use sha2::{Digest, Sha256};
+
+use super::canonical::{
+    check_header_name, check_header_value, push_signed_headers, sort_headers, write_headers,
+    write_uri, CanonicalQuery, HeaderEntry,
+};
+use super::chunked::ChunkSigner;
+use super::encoding::{hex32, write_encoded, Sink, Tee};
+use super::key::{Signature, SigningKey, SigningKeyCache};
+use super::settings::{
+    PayloadHash, SessionTokenMode, SignatureLocation, SigningSettings, MAX_PRESIGN_EXPIRES,
+    STREAMING_SIGNED_PAYLOAD, STREAMING_SIGNED_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER,
+    UNSIGNED_PAYLOAD,
+};
+use super::{AmzDate, Credentials, SigningError};
+
+/// `AWS4-HMAC-SHA256`.
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+
+/// A request to sign, as primitives: what HTTP types cannot express (raw
+/// UTF-8 or spaces in the target, repeated or odd headers) can be signed.
+///
+/// `headers` are signed in the order given for repeated names; names may be
+/// in any case. A `host` header is required. Existing `authorization`
+/// headers are ignored; in header mode so are `x-amz-date` and the headers
+/// signing replaces (`x-amz-security-token` when a token is sent,
+/// `x-amz-content-sha256` when that header is enabled).
+#[derive(Clone, Copy, Debug)]
+pub struct SignableRequest<'a> {
+    /// HTTP method, e.g. `GET`.
+    pub method: &'a str,
+    /// Path as sent (percent-encoded or raw), without the query.
+    pub path: &'a str,
+    /// Query as sent, without the leading `?` (empty when none).
+    pub query: &'a str,
+    /// Header (name, value) pairs in request order.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The payload hash to sign.
+    pub payload: PayloadHash<'a>,
+}
+
+/// Who signs, for which scope and when, and with which settings.
+#[derive(Clone, Copy, Debug)]
+pub struct SigningParams<'a> {
+    /// Access key, secret and optional session token.
+    pub credentials: &'a Credentials,
+    /// Region of the credential scope, e.g. `us-east-1`.
+    pub region: &'a str,
+    /// Signing name of the service, e.g. `s3`, `execute-api`.
+    pub service: &'a str,
+    /// Signing time.
+    pub time: AmzDate,
+    /// Signing options.
+    pub settings: &'a SigningSettings,
+}
+
+/// The payload hash as text, without borrowing the request.
+#[derive(Clone)]
+enum PayloadText {
+    Static(&'static str),
+    Hex([u8; 64]),
+    Owned(String),
+}
+
+impl PayloadText {
+    fn as_str(&self) -> &str {
+        match self {
+            PayloadText::Static(s) => s,
+            PayloadText::Hex(h) => std::str::from_utf8(h).unwrap_or_default(),
+            PayloadText::Owned(s) => s,
+        }
+    }
+
+    fn from_payload(p: &PayloadHash<'_>) -> Result<Self, SigningError> {
+        Ok(match *p {
+            PayloadHash::Bytes(b) => PayloadText::Hex(hex32(&Sha256::digest(b))),
+            PayloadHash::Precomputed(h) => {
+                if h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(SigningError::InvalidPayloadHash);
+                }
+                let mut hex = [0u8; 64];
+                for (o, c) in hex.iter_mut().zip(h.bytes()) {
+                    *o = c.to_ascii_lowercase();
+                }
+                PayloadText::Hex(hex)
+            }
+            PayloadHash::Unsigned => PayloadText::Static(UNSIGNED_PAYLOAD),
+            PayloadHash::StreamingSigned => PayloadText::Static(STREAMING_SIGNED_PAYLOAD),
+            PayloadHash::StreamingSignedTrailer => {
+                PayloadText::Static(STREAMING_SIGNED_PAYLOAD_TRAILER)
+            }
+            PayloadHash::StreamingUnsignedTrailer => {
+                PayloadText::Static(STREAMING_UNSIGNED_PAYLOAD_TRAILER)
+            }
+            PayloadHash::Explicit(v) => {
+                if v.is_empty() || !v.bytes().all(|c| c > 0x20 && c < 0x7f) {
+                    return Err(SigningError::InvalidPayloadHash);
+                }
+                PayloadText::Owned(v.to_owned())
+            }
+        })
+    }
+}
+
+/// The result of signing: the signature and what to add to the request.
+///
+/// `Debug` redacts the signature, the Authorization value and the token.
+#[derive(Clone)]
+pub struct SigningOutput<'p> {
+    location: SignatureLocation,
+    time: AmzDate,
+    signature: Signature,
+    signed_headers: String,
+    /// Header mode: the Authorization value; query mode: the X-Amz-* params.
+    text: String,
+    session_token: Option<&'p str>,
+    content_sha256: Option<PayloadText>,
+}
+
+impl<'p> SigningOutput<'p> {
+    /// The signature (64 hex digits).
+    pub fn signature(&self) -> &str {
+        self.signature.as_str()
+    }
+
+    /// The signature as a value (seed for [`ChunkSigner`]).
+    pub fn signature_value(&self) -> Signature {
+        self.signature
+    }
+
+    /// The `;`-separated signed header names, e.g. `host;x-amz-date`.
+    pub fn signed_headers(&self) -> &str {
+        &self.signed_headers
+    }
+
+    /// The signing time (`X-Amz-Date`).
+    pub fn time(&self) -> AmzDate {
+        self.time
+    }
+
+    /// Where the signature goes.
+    pub fn location(&self) -> SignatureLocation {
+        self.location
+    }
+
+    /// Header mode: the `Authorization` value.
+    pub fn authorization(&self) -> Option<&str> {
+        match self.location {
+            SignatureLocation::Headers => Some(&self.text),
+            SignatureLocation::Query { .. } => None,
+        }
+    }
+
+    /// Query mode: the encoded parameters to append to the query, in the
+    /// conventional order `X-Amz-Algorithm`, `X-Amz-Credential`,
+    /// `X-Amz-Date`, `X-Amz-SignedHeaders`, `X-Amz-Expires`,
+    /// (`X-Amz-Security-Token`), `X-Amz-Signature`.
+    pub fn presigned_params(&self) -> Option<&str> {
+        match self.location {
+            SignatureLocation::Headers => None,
+            SignatureLocation::Query { .. } => Some(&self.text),
+        }
+    }
+
+    /// Query mode: `query` (as sent, may be empty) with the presign
+    /// parameters appended. Header mode: `query` unchanged.
+    pub fn query_with(&self, query: &str) -> String {
+        match self.presigned_params() {
+            None => query.to_owned(),
+            Some(params) if query.is_empty() => params.to_owned(),
+            Some(params) => {
+                let mut q = String::with_capacity(query.len() + 1 + params.len());
+                q.push_str(query);
+                q.push('&');
+                q.push_str(params);
+                q
+            }
+        }
+    }
+
+    /// Header mode: the headers to set on the request (lower-case names),
+    /// in this order: `x-amz-date`, `x-amz-security-token` (when a token is
+    /// sent), `x-amz-content-sha256` (when enabled), `authorization`.
+    /// Query mode: nothing.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        let header_mode = self.location == SignatureLocation::Headers;
+        let date = header_mode.then(|| ("x-amz-date", self.time.as_str()));
+        let token = self
+            .session_token
+            .filter(|_| header_mode)
+            .map(|t| ("x-amz-security-token", t));
+        let sha = self
+            .content_sha256
+            .as_ref()
+            .filter(|_| header_mode)
+            .map(|p| ("x-amz-content-sha256", p.as_str()));
+        let auth = header_mode.then_some(("authorization", self.text.as_str()));
+        date.into_iter().chain(token).chain(sha).chain(auth)
+    }
+}
+
+impl fmt::Debug for SigningOutput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningOutput")
+            .field("location", &self.location)
+            .field("time", &self.time)
+            .field("signed_headers", &self.signed_headers)
+            .field("signature", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every intermediate value of one signature (for `signet sign --format
+/// json` and debugging SignatureDoesNotMatch). Built only when asked for.
+///
+/// These strings contain the signature and, in presign mode or with a
+/// token, the session token: print them only where the user asked to.
+/// `Debug` redacts them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningExplanation {
+    /// The canonical request, exactly as hashed.
+    pub canonical_request: String,
+    /// The string to sign, exactly as signed.
+    pub string_to_sign: String,
+    /// The signature (hex).
+    pub signature: String,
+    /// The signed header names, `;`-separated.
+    pub signed_headers: String,
+    /// Header mode: the `Authorization` value.
+    pub authorization: Option<String>,
+    /// Query mode: the full query to send (original query plus the
+    /// presign parameters).
+    pub query: Option<String>,
+    /// Header mode: headers to add, (lower-case name, value), in the order
+    /// of [`SigningOutput::headers`].
+    pub added_headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for SigningExplanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningExplanation")
+            .field("signed_headers", &self.signed_headers)
+            .field("canonical_request_len", &self.canonical_request.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signs requests, caching derived signing keys.
+///
+/// `Send + Sync`: share one (e.g. in an `Arc`) across all tasks.
+///
+/// ```
+/// use signet::sigv4::{AmzDate, Credentials, PayloadHash, SignableRequest, Signer, SigningParams, SigningSettings};
+/// let signer = Signer::new();
+/// let creds = Credentials {
+///     access_key_id: "AKIDEXAMPLE".into(),
+///     secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+///     session_token: None,
+/// };
+/// let settings = SigningSettings::for_service("service");
+/// let params = SigningParams {
+///     credentials: &creds,
+///     region: "us-east-1",
+///     service: "service",
+///     time: AmzDate::parse("20150830T123600Z").unwrap(),
+///     settings: &settings,
+/// };
+/// let headers: [(&str, &[u8]); 1] = [("Host", b"example.amazonaws.com")];
+/// let request = SignableRequest {
+///     method: "GET",
+///     path: "/",
+///     query: "",
+///     headers: &headers,
+///     payload: PayloadHash::Bytes(b""),
+/// };
+/// let out = signer.sign(&request, &params).unwrap();
+/// assert_eq!(out.signature(), "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
+/// ```
+#[derive(Debug, Default)]
+pub struct Signer {
+    keys: SigningKeyCache,
+}
+
+impl Signer {
+    /// A signer with a key cache of [`SigningKeyCache::DEFAULT_CAPACITY`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A signer using `keys` as its cache.
+    pub fn with_key_cache(keys: SigningKeyCache) -> Self {
+        Self { keys }
+    }
+
+    /// The key cache.
+    pub fn key_cache(&self) -> &SigningKeyCache {
+        &self.keys
+    }
+
+    /// The signing key for `params`' scope (cached).
+    pub fn signing_key(&self, params: &SigningParams<'_>) -> SigningKey {
+        self.keys.get_or_derive(
+            params.credentials,
+            params.time.date(),
+            params.region,
+            params.service,
+        )
+    }
+
+    /// Signs `request`. Builds no intermediate strings.
+    pub fn sign<'p>(
+        &self,
+        request: &SignableRequest<'_>,
+        params: &SigningParams<'p>,
+    ) -> Result<SigningOutput<'p>, SigningError> {
+        validate_scope(params)?;
+        let key = self.signing_key(params);
+        sign_with_key(request, params, &key, None)
+    }
+
+    /// Signs `request` and returns every intermediate value.
+    pub fn explain(
+        &self,
+        request: &SignableRequest<'_>,
+        params: &SigningParams<'_>,
+    ) -> Result<SigningExplanation, SigningError> {
+        validate_scope(params)?;
+        let key = self.signing_key(params);
+        explain_with_key(request, params, &key)
+    }
+
+    /// A [`ChunkSigner`] continuing from a request signed with a
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]` payload hash.
+    pub fn chunk_signer(
+        &self,
+        seed: &SigningOutput<'_>,
+        params: &SigningParams<'_>,
+    ) -> ChunkSigner {
+        ChunkSigner::new(
+            self.signing_key(params),
+            params.time,
+            params.region,
+            params.service,
+            seed.signature_value(),
+        )
+    }
+}
+
+/// Signs `request` without a key cache (derives the key every call).
+pub fn sign<'p>(
+    request: &SignableRequest<'_>,
+    params: &SigningParams<'p>,
+) -> Result<SigningOutput<'p>, SigningError> {
+    validate_scope(params)?;
+    let key = derive_key(params);
+    sign_with_key(request, params, &key, None)
+}
+
+/// Like [`sign`], returning every intermediate value.
+pub fn explain(
+    request: &SignableRequest<'_>,
+    params: &SigningParams<'_>,
+) -> Result<SigningExplanation, SigningError> {
+    validate_scope(params)?;
+    let key = derive_key(params);
+    explain_with_key(request, params, &key)
+}
+
+fn derive_key(params: &SigningParams<'_>) -> SigningKey {
+    SigningKey::derive(
+        &params.credentials.secret_access_key,
+        params.time.date(),
+        params.region,
+        params.service,
+    )
+}
+
+fn validate_scope(params: &SigningParams<'_>) -> Result<(), SigningError> {
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b > 0x20 && b < 0x7f && b != b'/');
+    if !ok(params.region) || !ok(params.service) {
+        return Err(SigningError::InvalidScope);
+    }
+    if !ok(&params.credentials.access_key_id) {
+        return Err(SigningError::InvalidAccessKeyId);
+    }
+    Ok(())
+}
+
+/// Text captured while explaining.
+struct ExplainText {
+    canonical_request: Vec<u8>,
+    string_to_sign: String,
+}
+
+fn explain_with_key(
+    request: &SignableRequest<'_>,
+    params: &SigningParams<'_>,
+    key: &SigningKey,
+) -> Result<SigningExplanation, SigningError> {
+    let mut text = ExplainText {
+        canonical_request: Vec::new(),
+        string_to_sign: String::new(),
+    };
+    let out = sign_with_key(request, params, key, Some(&mut text))?;
+    Ok(SigningExplanation {
+        canonical_request: String::from_utf8_lossy(&text.canonical_request).into_owned(),
+        string_to_sign: text.string_to_sign,
+        signature: out.signature().to_owned(),
+        signed_headers: out.signed_headers().to_owned(),
+        authorization: out.authorization().map(str::to_owned),
+        query: out
+            .presigned_params()
+            .map(|_| out.query_with(request.query)),
+        added_headers: out
+            .headers()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect(),
+    })
+}
+
+/// Appends `v` percent-encoded (strict) to `s`.
+fn push_encoded(s: &mut String, v: &str) {
+    let mut buf = Vec::with_capacity(v.len());
+    write_encoded(&mut buf, v.as_bytes(), false);
+    // Percent-encoding output is ASCII.
+    s.push_str(&String::from_utf8_lossy(&buf));
+}
+
+fn push_scope(s: &mut String, params: &SigningParams<'_>, sep: &str) {
+    s.push_str(params.time.date());
+    s.push_str(sep);
+    s.push_str(params.region);
+    s.push_str(sep);
+    s.push_str(params.service);
+    s.push_str(sep);
+    s.push_str("aws4_request");
+}
+
+fn is_name(name: &str, lower: &str) -> bool {
+    name.eq_ignore_ascii_case(lower)
+}
+
+/// Everything the canonical request is written from.
+struct CanonicalParts<'r, 'h> {
+    request: &'r SignableRequest<'r>,
+    settings: &'r SigningSettings,
+    headers: &'h [HeaderEntry<'h>],
+    signed_headers: &'h str,
+    payload: &'h str,
+    extra: &'h [u8],
+}
+
+impl CanonicalParts<'_, '_> {
+    fn write<S: Sink + ?Sized>(&self, sink: &mut S, query: &mut CanonicalQuery<'_>) {
+        sink.put(self.request.method.as_bytes());
+        sink.put(b"\n");
+        write_uri(
+            sink,
+            self.request.path,
+            self.settings.normalize_path,
+            self.settings.double_encode_path,
+        );
+        sink.put(b"\n");
+        query.write(sink, self.extra);
+        sink.put(b"\n");
+        write_headers(sink, self.headers);
+        sink.put(b"\n");
+        sink.put(self.signed_headers.as_bytes());
+        sink.put(b"\n");
+        sink.put(self.payload.as_bytes());
+    }
+}
+
+/// The signing core shared by every entry point.
+fn sign_with_key<'p>(
+    request: &SignableRequest<'_>,
+    params: &SigningParams<'p>,
+    key: &SigningKey,
+    mut explain: Option<&mut ExplainText>,
+) -> Result<SigningOutput<'p>, SigningError> {
+    let settings = params.settings;
+    let header_mode = settings.location == SignatureLocation::Headers;
+    if let SignatureLocation::Query { expires } = settings.location {
+        if expires.as_secs() == 0 || expires > MAX_PRESIGN_EXPIRES || expires.subsec_nanos() != 0 {
+            return Err(SigningError::InvalidExpires(expires.as_secs()));
+        }
+    }
+    if request.method.is_empty() || !request.method.bytes().all(super::canonical::is_tchar) {
+        return Err(SigningError::InvalidMethod);
+    }
+
+    let payload = PayloadText::from_payload(&request.payload)?;
+    let token = params.credentials.session_token.as_deref();
+    let token_sent = match settings.session_token {
+        SessionTokenMode::Omitted => None,
+        _ => token,
+    };
+    let token_signed = settings.session_token == SessionTokenMode::Signed;
+    if let Some(t) = token_sent {
+        if t.is_empty() || !t.bytes().all(|b| b > 0x20 && b < 0x7f) {
+            return Err(SigningError::InvalidSessionToken);
+        }
+    }
+    let add_sha = header_mode && settings.content_sha256_header;
+
+    // Headers: the caller's (filtered) plus those signing adds.
+    let mut headers: Vec<HeaderEntry<'_>> = Vec::with_capacity(request.headers.len() + 3);
+    let mut has_host = false;
+    for &(name, value) in request.headers {
+        check_header_name(name)?;
+        check_header_value(name, value)?;
+        if is_name(name, "host") {
+            has_host = true;
+        } else if is_name(name, "authorization")
+            || (header_mode
+                && (is_name(name, "x-amz-date")
+                    || (token_sent.is_some() && is_name(name, "x-amz-security-token"))
+                    || (add_sha && is_name(name, "x-amz-content-sha256"))))
+            || !settings.signed_headers.includes(name)
+        {
+            continue;
+        }
+        headers.push(HeaderEntry { name, value });
+    }
+    if !has_host {
+        return Err(SigningError::MissingHost);
+    }
+    if header_mode {
+        headers.push(HeaderEntry {
+            name: "x-amz-date",
+            value: params.time.as_str().as_bytes(),
+        });
+        if let (Some(t), true) = (token_sent, token_signed) {
+            headers.push(HeaderEntry {
+                name: "x-amz-security-token",
+                value: t.as_bytes(),
+            });
+        }
+        if add_sha {
+            headers.push(HeaderEntry {
+                name: "x-amz-content-sha256",
+                value: payload.as_str().as_bytes(),
+            });
+        }
+    }
+    sort_headers(&mut headers);
+    let mut signed_headers = String::with_capacity(headers.len() * 16);
+    push_signed_headers(&mut signed_headers, &headers);
+
+    // Query (with the presign parameters in query mode).
+    let mut query = CanonicalQuery::parse(request.query)?;
+    let mut text = String::with_capacity(256);
+    if let SignatureLocation::Query { expires } = settings.location {
+        let mut param = |text: &mut String, name: &str, value: &dyn Fn(&mut String), signed| {
+            if !text.is_empty() {
+                text.push('&');
+            }
+            let k = text.len()..text.len() + name.len();
+            text.push_str(name);
+            text.push('=');
+            let vs = text.len();
+            value(text);
+            if signed {
+                query.push_extra(k, vs..text.len());
+            }
+        };
+        param(
+            &mut text,
+            "X-Amz-Algorithm",
+            &|t| t.push_str(ALGORITHM),
+            true,
+        );
+        param(
+            &mut text,
+            "X-Amz-Credential",
+            &|t| {
+                push_encoded(t, &params.credentials.access_key_id);
+                t.push_str("%2F");
+                push_scope(t, params, "%2F");
+            },
+            true,
+        );
+        param(
+            &mut text,
+            "X-Amz-Date",
+            &|t| t.push_str(params.time.as_str()),
+            true,
+        );
+        param(
+            &mut text,
+            "X-Amz-SignedHeaders",
+            &|t| push_encoded(t, &signed_headers),
+            true,
+        );
+        param(
+            &mut text,
+            "X-Amz-Expires",
+            &|t| {
+                let _ = write!(t, "{}", expires.as_secs());
+            },
+            true,
+        );
+        if let Some(tok) = token_sent {
+            param(
+                &mut text,
+                "X-Amz-Security-Token",
+                &|t| push_encoded(t, tok),
+                token_signed,
+            );
+        }
+    } else {
+        text.push_str(ALGORITHM);
+        text.push_str(" Credential=");
+        text.push_str(&params.credentials.access_key_id);
+        text.push('/');
+        push_scope(&mut text, params, "/");
+        text.push_str(", SignedHeaders=");
+        text.push_str(&signed_headers);
+        text.push_str(", Signature=");
+    }
+
+    // Canonical request, straight into the hasher.
+    let mut hasher = Sha256::new();
+    let parts = CanonicalParts {
+        request,
+        settings,
+        headers: &headers,
+        signed_headers: &signed_headers,
+        payload: payload.as_str(),
+        extra: text.as_bytes(),
+    };
+    match explain.as_deref_mut() {
+        Some(ex) => parts.write(
+            &mut Tee {
+                hasher: &mut hasher,
+                text: &mut ex.canonical_request,
+            },
+            &mut query,
+        ),
+        None => parts.write(&mut hasher, &mut query),
+    }
+    let creq_hash = hex32(&hasher.finalize());
+
+    // String to sign, straight into the HMAC.
+    let mut mac = key.mac();
+    mac.update(ALGORITHM.as_bytes());
+    mac.update(b"\n");
+    mac.update(params.time.as_str().as_bytes());
+    mac.update(b"\n");
+    mac.update(params.time.date().as_bytes());
+    mac.update(b"/");
+    mac.update(params.region.as_bytes());
+    mac.update(b"/");
+    mac.update(params.service.as_bytes());
+    mac.update(b"/aws4_request\n");
+    mac.update(&creq_hash);
+    let signature = Signature::from_digest(&mac.finalize().into_bytes());
+    if let Some(ex) = explain {
+        let mut sts = String::with_capacity(160);
+        sts.push_str(ALGORITHM);
+        sts.push('\n');
+        sts.push_str(params.time.as_str());
+        sts.push('\n');
+        push_scope(&mut sts, params, "/");
+        sts.push('\n');
+        sts.push_str(std::str::from_utf8(&creq_hash).unwrap_or_default());
+        ex.string_to_sign = sts;
+    }
+
+    if header_mode {
+        text.push_str(signature.as_str());
+    } else {
+        text.push_str("&X-Amz-Signature=");
+        text.push_str(signature.as_str());
+    }
+
+    Ok(SigningOutput {
+        location: settings.location,
+        time: params.time,
+        signature,
+        signed_headers,
+        text,
+        session_token: if header_mode { token_sent } else { None },
+        content_sha256: add_sha.then_some(payload),
+    })
+}
