@@ -7,6 +7,7 @@
 //! `AWS_ENDPOINT_URL_STS`) run in a child copy of this test binary with the
 //! environment set on the child, so no test mutates this process's env.
 
+mod common;
 mod standins;
 
 use std::collections::BTreeMap;
@@ -600,4 +601,65 @@ fn assume_role_wrapper_and_per_route_roles_sign_sts_with_the_source_keys() {
         routed.issued.clone().unwrap()
     );
     assert_eq!(keys[&("env".into(), "-".into())], "AKIAENVIRONMENT00001");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_identity_calls_get_caller_identity_signed_by_signets_signer() {
+    // The verifying upstream recomputes the signature with the aws-sigv4
+    // crate and answers like STS.
+    let handler: common::Handler = Arc::new(|seen: &common::Seen| {
+        let body = String::from_utf8_lossy(&seen.body);
+        let (status, xml) = if body == "Action=GetCallerIdentity&Version=2011-06-15" {
+            (
+                200,
+                format!(
+                    "<GetCallerIdentityResponse><GetCallerIdentityResult>\
+<Arn>arn:aws:sts::123456789012:assumed-role/checker/{}</Arn><UserId>AROA:x</UserId>\
+<Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>",
+                    seen.access_key_id
+                ),
+            )
+        } else {
+            (
+                400,
+                "<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>"
+                    .to_owned(),
+            )
+        };
+        http::Response::builder()
+            .status(status)
+            .body(common::full(xml))
+            .unwrap()
+    });
+    let upstream = common::Upstream::start_with(common::Keyring::with_test_key(), handler).await;
+    let sources = one(
+        "env",
+        SourceSettings::Environment {
+            assume_role: None,
+            refresh: quick_refresh(),
+        },
+    );
+    let mut env = sources_env(&sources, &[]);
+    env.push(("AWS_ACCESS_KEY_ID", common::AKID.into()));
+    env.push(("AWS_SECRET_ACCESS_KEY", common::SECRET.into()));
+    env.push(("AWS_SESSION_TOKEN", common::TOKEN.into()));
+    env.push(("AWS_REGION", "eu-west-1".into()));
+    env.push(("AWS_ENDPOINT_URL_STS", upstream.url()));
+    let stdout = tokio::task::spawn_blocking(move || run_child("child_check_identity", &env))
+        .await
+        .unwrap();
+
+    assert!(upstream.rejected().is_empty(), "{:?}", upstream.rejected());
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].service, "sts");
+    assert_eq!(seen[0].region, "eu-west-1");
+    let expected = format!(
+        "CHECK env: identity arn=arn:aws:sts::123456789012:assumed-role/checker/{} account=123456789012",
+        common::AKID
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
+    assert!(!stdout.contains(common::SECRET));
+    assert!(!stdout.contains(common::TOKEN));
 }

@@ -1,6 +1,17 @@
 //! sts:GetCallerIdentity, signed by signet's own signer, for `signet check --identity`.
 
-use crate::sigv4::Credentials;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::sigv4::{AmzDate, Credentials, PayloadHash, Signer, SigningParams, SigningSettings};
+
+/// The form body of the call.
+const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 
 /// Who AWS says the credentials belong to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,7 +21,6 @@ pub(crate) struct CallerIdentity {
 }
 
 /// The STS endpoint: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, or the regional endpoint.
-#[allow(dead_code)] // used once the signer lands
 pub(crate) fn sts_endpoint(region: &str) -> String {
     ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
         .iter()
@@ -26,13 +36,82 @@ pub(crate) fn sts_endpoint(region: &str) -> String {
         })
 }
 
-/// Calls GetCallerIdentity with `credentials`.
-pub(crate) async fn caller_identity(_credentials: &Credentials) -> Result<CallerIdentity, String> {
-    Err("signing GetCallerIdentity is not available in this build".to_owned())
+/// Calls GetCallerIdentity with `credentials`, signed by [`crate::sigv4::Signer`].
+pub(crate) async fn caller_identity(credentials: &Credentials) -> Result<CallerIdentity, String> {
+    let region = super::resolve::default_region();
+    let endpoint = sts_endpoint(&region);
+    let uri: http::Uri = format!("{}/", endpoint.trim_end_matches('/'))
+        .parse()
+        .map_err(|_| format!("STS endpoint {endpoint:?} is not a valid URL"))?;
+    let mut request = http::Request::post(uri)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(())
+        .map_err(|e| format!("could not build the request: {e}"))?;
+    let settings = SigningSettings::for_service("sts");
+    let params = SigningParams {
+        credentials,
+        region: &region,
+        service: "sts",
+        time: AmzDate::now().map_err(|e| format!("clock: {e}"))?,
+        settings: &settings,
+    };
+    Signer::new()
+        .sign_http_request(&mut request, PayloadHash::Bytes(BODY.as_bytes()), &params)
+        .map_err(|e| format!("signing failed: {e}"))?;
+    let (parts, ()) = request.into_parts();
+    let request = http::Request::from_parts(parts, Full::new(Bytes::from_static(BODY.as_bytes())));
+
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS setup failed: {e}"))?
+    .with_root_certificates(rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    })
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
+    let response = tokio::time::timeout(Duration::from_secs(15), client.request(request))
+        .await
+        .map_err(|_| format!("no answer from {endpoint} within 15s"))?
+        .map_err(|e| {
+            format!(
+                "request to {endpoint} failed: {}",
+                super::resolve::error_chain(&e)
+            )
+        })?;
+    let status = response.status();
+    let body = tokio::time::timeout(Duration::from_secs(15), response.into_body().collect())
+        .await
+        .map_err(|_| format!("{endpoint} did not finish its answer within 15s"))?
+        .map_err(|e| format!("reading the answer from {endpoint} failed: {e}"))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    if !status.is_success() {
+        let code = xml_element(&text, "Code").unwrap_or("no error code");
+        let message = xml_element(&text, "Message").unwrap_or_default();
+        return Err(format!("STS answered {status}: {code} {message}")
+            .trim_end()
+            .to_owned());
+    }
+    match (xml_element(&text, "Arn"), xml_element(&text, "Account")) {
+        (Some(arn), Some(account)) => Ok(CallerIdentity {
+            arn: arn.to_owned(),
+            account: account.to_owned(),
+        }),
+        _ => Err("STS answer has no Arn and Account".to_owned()),
+    }
 }
 
 /// The text of the first `<tag>...</tag>` element in `xml`.
-#[allow(dead_code)] // used once the signer lands
 pub(crate) fn xml_element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
