@@ -121,8 +121,11 @@ impl Body for ResponseBody {
         let polled = match &mut this.inner {
             Inner::Empty => Poll::Ready(None),
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Incoming(incoming) => match Pin::new(incoming).poll_frame(cx) {
+            Inner::Incoming(incoming) => match Pin::new(&mut *incoming).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
+                    if incoming.is_end_stream() {
+                        this.permit = None;
+                    }
                     if let Some(idle) = &mut this.idle {
                         if let Some(sleep) = &mut idle.sleep {
                             sleep.as_mut().reset(Instant::now() + idle.after);

@@ -798,8 +798,9 @@ mod tests {
         }
         assert!(waited.is_some_and(|w| w > Duration::ZERO));
         // Successes over time raise the rate again (CUBIC recovery).
-        for _ in 0..40 {
-            now += Duration::from_millis(250);
+        // Same pace as before the throttle (the rate may not exceed twice the measured one).
+        for _ in 0..60 {
+            now += Duration::from_millis(50);
             l.on_response(false, now);
         }
         assert!(

@@ -1,0 +1,1380 @@
+//! The upstream path against a misbehaving upstream on 127.0.0.1.
+//!
+//! Every test runs a small hyper server whose behaviour is chosen per request (fail N
+//! times, answer throttling errors, close the connection, hang, trickle a body). The
+//! server re-verifies every request's SigV4 signature with the `aws-sigv4` crate and
+//! records what it saw, so tests can count attempts and check each was signed afresh.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{sign as aws_sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use signet::upstream::{
+    backoff_bound, AttemptSigner, ForwardError, OutboundBody, OutboundRequest, RetryMode,
+    RoutePolicy, SignFailure, TimeoutKind, TlsSettings, Upstream, UpstreamObserver,
+};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+const REGION: &str = "us-east-1";
+const SERVICE: &str = "execute-api";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+// ---------------------------------------------------------------------------
+// The misbehaving upstream
+// ---------------------------------------------------------------------------
+
+/// What the upstream does with one request.
+#[derive(Clone)]
+enum Reply {
+    /// Read the body, then answer.
+    Answer {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    },
+    /// Read the body, then close the connection without answering.
+    Close,
+    /// Never answer.
+    Hang,
+    /// Answer 200 with these chunks, pausing `gap` before each; `stall` stops after
+    /// the chunks without ending the body.
+    Trickle {
+        chunks: Vec<Bytes>,
+        gap: Duration,
+        stall: bool,
+    },
+    /// Answer after waiting for `release` (for in-flight tests).
+    WaitFor(Arc<tokio::sync::Semaphore>),
+}
+
+fn answer(status: u16, body: &str) -> Reply {
+    Reply::Answer {
+        status,
+        headers: Vec::new(),
+        body: Bytes::copy_from_slice(body.as_bytes()),
+    }
+}
+
+fn answer_with(status: u16, headers: &[(&'static str, &str)], body: &str) -> Reply {
+    Reply::Answer {
+        status,
+        headers: headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        body: Bytes::copy_from_slice(body.as_bytes()),
+    }
+}
+
+/// One request as the upstream received it.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: Instant,
+    headers: HeaderMap,
+    body: Bytes,
+    /// The upstream's independent verdict on the signature.
+    signature: Result<(), String>,
+}
+
+type Behaviour = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
+
+struct FakeUpstream {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Secret per access key id (the signer may rotate keys).
+    secrets: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl FakeUpstream {
+    async fn start(behaviour: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, Arc::new(behaviour))
+    }
+
+    fn serve(listener: TcpListener, behaviour: Behaviour) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let secrets = Arc::new(Mutex::new(vec![(
+            "AKIDFIRST".to_string(),
+            SECRET.to_string(),
+        )]));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (seen2, secrets2) = (seen.clone(), secrets.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (seen, secrets, behaviour, count) = (
+                    seen2.clone(),
+                    secrets2.clone(),
+                    behaviour.clone(),
+                    count.clone(),
+                );
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (seen, secrets, behaviour, count) = (
+                            seen.clone(),
+                            secrets.clone(),
+                            behaviour.clone(),
+                            count.clone(),
+                        );
+                        async move {
+                            let index = count.fetch_add(1, Ordering::SeqCst);
+                            let reply = behaviour(index);
+                            handle(req, reply, seen, secrets).await
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            seen,
+            secrets,
+        }
+    }
+
+    fn uri(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+type ReplyBody = BoxBody<Bytes, std::io::Error>;
+
+async fn handle(
+    req: Request<Incoming>,
+    reply: Reply,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    secrets: Arc<Mutex<Vec<(String, String)>>>,
+) -> Result<Response<ReplyBody>, std::io::Error> {
+    let at = Instant::now();
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let signature = verify_signature(&parts, &body, &secrets.lock().unwrap());
+    seen.lock().unwrap().push(Seen {
+        at,
+        headers: parts.headers.clone(),
+        body,
+        signature,
+    });
+    match reply {
+        Reply::Answer {
+            status,
+            headers,
+            body,
+        } => {
+            let mut response = Response::new(Full::new(body).map_err(|e| match e {}).boxed());
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            for (name, value) in headers {
+                response
+                    .headers_mut()
+                    .insert(name, HeaderValue::from_str(&value).unwrap());
+            }
+            Ok(response)
+        }
+        Reply::Close => Err(std::io::Error::other("closing without an answer")),
+        Reply::Hang => std::future::pending().await,
+        Reply::WaitFor(release) => {
+            let _permit = release.acquire().await.unwrap();
+            Ok(Response::new(
+                Full::new(Bytes::from_static(b"released"))
+                    .map_err(|e| match e {})
+                    .boxed(),
+            ))
+        }
+        Reply::Trickle { chunks, gap, stall } => {
+            let stream = futures_util::stream::unfold(
+                (chunks.into_iter(), stall),
+                move |(mut chunks, stall)| async move {
+                    match chunks.next() {
+                        Some(chunk) => {
+                            tokio::time::sleep(gap).await;
+                            Some((Ok::<_, std::io::Error>(Frame::data(chunk)), (chunks, stall)))
+                        }
+                        None if stall => std::future::pending().await,
+                        None => None,
+                    }
+                },
+            );
+            Ok(Response::new(BoxBody::new(StreamBody::new(stream))))
+        }
+    }
+}
+
+/// Recomputes the request's signature with `aws-sigv4` over exactly the headers it
+/// names as signed, and compares.
+fn verify_signature(
+    parts: &http::request::Parts,
+    body: &[u8],
+    secrets: &[(String, String)],
+) -> Result<(), String> {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("missing {name}"))
+    };
+    let authorization = header("authorization")?;
+    let amz_date = header("x-amz-date")?;
+    let field = |key: &str| {
+        authorization
+            .split([' ', ','])
+            .find_map(|p| p.strip_prefix(key))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("authorization lacks {key}"))
+    };
+    let credential = field("Credential=")?;
+    let signed_headers = field("SignedHeaders=")?;
+    let signature = field("Signature=")?;
+    let access_key = credential.split('/').next().unwrap_or_default().to_string();
+    let secret = secrets
+        .iter()
+        .find(|(id, _)| *id == access_key)
+        .map(|(_, s)| s.clone())
+        .ok_or_else(|| format!("unknown access key {access_key}"))?;
+    let payload_hash = header("x-amz-content-sha256")?;
+    if payload_hash != "UNSIGNED-PAYLOAD" && payload_hash != hex::encode(Sha256::digest(body)) {
+        return Err("body does not match x-amz-content-sha256".into());
+    }
+    let time = parse_amz_date(&amz_date)?;
+    let skew = SystemTime::now()
+        .duration_since(time)
+        .unwrap_or_else(|e| e.duration());
+    if skew > Duration::from_secs(5 * 60) {
+        return Err(format!("stale x-amz-date {amz_date}"));
+    }
+    let signed: Vec<(String, String)> = signed_headers
+        .split(';')
+        .map(|name| {
+            let value = parts
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(",");
+            (name.to_string(), value)
+        })
+        .collect();
+    let identity: Identity =
+        aws_credential_types::Credentials::new(&access_key, &secret, None, None, "fake-upstream")
+            .into();
+    let mut settings = SigningSettings::default();
+    settings.excluded_headers = None;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name(SERVICE)
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let uri = format!("http://{}{}", header("host")?, parts.uri);
+    let request = SignableRequest::new(
+        parts.method.as_str(),
+        uri,
+        signed.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Precomputed(payload_hash),
+    )
+    .map_err(|e| e.to_string())?;
+    let expected = aws_sign(request, &params).map_err(|e| e.to_string())?;
+    if expected.signature() == signature {
+        Ok(())
+    } else {
+        Err("signature mismatch".into())
+    }
+}
+
+fn parse_amz_date(s: &str) -> Result<SystemTime, String> {
+    let bad = || format!("bad x-amz-date {s}");
+    if s.len() != 16 || !s.ends_with('Z') || &s[8..9] != "T" {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<i64>().map_err(|_| bad());
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).map_err(|_| bad())?))
+}
+
+// ---------------------------------------------------------------------------
+// The signer and observer the tests hand to the upstream path
+// ---------------------------------------------------------------------------
+
+/// Signs each attempt with the credentials current at that moment.
+struct TestSigner {
+    credentials: Mutex<(String, String)>,
+    calls: AtomicUsize,
+}
+
+impl TestSigner {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            credentials: Mutex::new(("AKIDFIRST".into(), SECRET.into())),
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    fn rotate(&self, access_key: &str, secret: &str) {
+        *self.credentials.lock().unwrap() = (access_key.into(), secret.into());
+    }
+}
+
+impl AttemptSigner for TestSigner {
+    fn sign(&self, parts: &mut http::request::Parts) -> Result<(), SignFailure> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let (access_key, secret) = self.credentials.lock().unwrap().clone();
+        let identity: Identity =
+            aws_credential_types::Credentials::new(access_key, secret, None, None, "test").into();
+        let mut settings = SigningSettings::default();
+        settings.excluded_headers = None;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(REGION)
+            .name(SERVICE)
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| SignFailure::Signing(e.to_string()))?
+            .into();
+        let payload = parts
+            .headers
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("UNSIGNED-PAYLOAD")
+            .to_string();
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let uri = parts.uri.to_string();
+        let request = SignableRequest::new(
+            parts.method.as_str(),
+            uri,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Precomputed(payload),
+        )
+        .map_err(|e| SignFailure::Signing(e.to_string()))?;
+        let (instructions, _) = aws_sign(request, &params)
+            .map_err(|e| SignFailure::Signing(e.to_string()))?
+            .into_parts();
+        for (name, value) in instructions.headers() {
+            parts.headers.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Records every counter the upstream path reports.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<String>>,
+    backoffs: Mutex<Vec<Duration>>,
+    on_retry: Mutex<Option<Box<dyn FnMut() + Send>>>,
+}
+
+impl Recorder {
+    fn count(&self, prefix: &str) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with(prefix))
+            .count()
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+impl UpstreamObserver for Recorder {
+    fn attempt(&self, _route: &str) {
+        self.events.lock().unwrap().push("attempt".into());
+    }
+    fn retry(&self, _route: &str, reason: &str) {
+        self.events.lock().unwrap().push(format!("retry:{reason}"));
+        if let Some(hook) = self.on_retry.lock().unwrap().as_mut() {
+            hook();
+        }
+    }
+    fn budget_exhausted(&self, _route: &str) {
+        self.events.lock().unwrap().push("budget_exhausted".into());
+    }
+    fn timeout(&self, _route: &str, kind: &str) {
+        self.events.lock().unwrap().push(format!("timeout:{kind}"));
+    }
+    fn shed(&self, _route: &str) {
+        self.events.lock().unwrap().push("shed".into());
+    }
+    fn backoff(&self, _route: &str, delay: Duration) {
+        self.backoffs.lock().unwrap().push(delay);
+    }
+}
+
+/// A fast policy for tests: short backoff, short timeouts.
+fn policy() -> RoutePolicy {
+    let mut p = RoutePolicy::default();
+    p.retry.base_backoff = Duration::from_millis(20);
+    p.retry.max_backoff = Duration::from_secs(2);
+    p.timeouts.connect = Duration::from_secs(2);
+    p.timeouts.first_byte = Duration::from_secs(5);
+    p.timeouts.total = Duration::from_secs(10);
+    p.timeouts.idle = Duration::from_secs(5);
+    p
+}
+
+fn request(
+    uri: &str,
+    body: OutboundBody,
+    signer: Arc<TestSigner>,
+    policy: &RoutePolicy,
+) -> OutboundRequest {
+    let uri: http::Uri = uri.parse().unwrap();
+    let host = uri.authority().unwrap().to_string();
+    let hash = match &body {
+        OutboundBody::Empty => hex::encode(Sha256::digest(b"")),
+        OutboundBody::Buffered(bytes) => hex::encode(Sha256::digest(bytes)),
+        OutboundBody::Streaming(_) => "UNSIGNED-PAYLOAD".to_string(),
+    };
+    let (mut parts, ()) = Request::builder()
+        .method(if matches!(body, OutboundBody::Empty) {
+            "GET"
+        } else {
+            "POST"
+        })
+        .uri(uri)
+        .header("host", host)
+        .header("x-amz-content-sha256", hash)
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(())
+        .unwrap()
+        .into_parts();
+    if let OutboundBody::Buffered(bytes) = &body {
+        parts.headers.insert("content-length", bytes.len().into());
+    }
+    OutboundRequest {
+        parts,
+        body,
+        signer,
+        policy: Arc::new(policy.clone()),
+        route: Arc::from("test"),
+    }
+}
+
+fn upstream(recorder: &Arc<Recorder>) -> Upstream {
+    Upstream::new(&TlsSettings::default(), recorder.clone()).unwrap()
+}
+
+async fn body_text(response: Response<signet::upstream::ResponseBody>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn assert_all_signed(seen: &[Seen]) {
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(
+            s.signature,
+            Ok(()),
+            "attempt {} was not validly signed",
+            i + 1
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Retries
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn retries_503_twice_then_succeeds_with_each_attempt_freshly_signed() {
+    let server = FakeUpstream::start(|n| {
+        if n < 2 {
+            answer(503, "busy")
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
+    let body = OutboundBody::Buffered(Bytes::from_static(b"{\"TableName\":\"t\"}"));
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/items?x=1"),
+            body,
+            signer.clone(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_text(response).await, "ok");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    assert_all_signed(&seen);
+    assert_eq!(
+        signer.calls.load(Ordering::SeqCst),
+        3,
+        "each attempt signed afresh"
+    );
+    for s in &seen {
+        assert_eq!(
+            &s.body[..],
+            b"{\"TableName\":\"t\"}",
+            "buffered body replayed whole"
+        );
+    }
+    assert_eq!(recorder.count("attempt"), 3);
+    assert_eq!(recorder.count("retry:http_503"), 2);
+}
+
+#[tokio::test]
+async fn retry_carries_the_credentials_current_at_that_attempt() {
+    let server = FakeUpstream::start(|n| {
+        if n == 0 {
+            answer(500, "oops")
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    server
+        .secrets
+        .lock()
+        .unwrap()
+        .push(("AKIDSECOND".into(), "second-secret".into()));
+    let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
+    let rotating = signer.clone();
+    *recorder.on_retry.lock().unwrap() = Some(Box::new(move || {
+        rotating.rotate("AKIDSECOND", "second-secret")
+    }));
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            signer,
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    assert_all_signed(&seen);
+    let key_of = |s: &Seen| {
+        s.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("AKIDSECOND")
+    };
+    assert!(!key_of(&seen[0]));
+    assert!(
+        key_of(&seen[1]),
+        "the retry must be signed with the rotated credentials"
+    );
+}
+
+#[tokio::test]
+async fn returns_upstreams_own_slowdown_xml_when_retries_run_out() {
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>R1</RequestId></Error>";
+    let server = FakeUpstream::start(move |_| {
+        answer_with(
+            503,
+            &[
+                ("content-type", "application/xml"),
+                ("x-amz-request-id", "R1"),
+            ],
+            xml,
+        )
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/bucket/key"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["x-amz-request-id"], "R1");
+    assert_eq!(
+        response.headers()["content-length"],
+        xml.len().to_string().as_str()
+    );
+    assert_eq!(
+        body_text(response).await,
+        xml,
+        "the client gets the upstream's body intact"
+    );
+    assert_eq!(server.seen().len(), 3, "default max_attempts is 3");
+    assert_all_signed(&server.seen());
+    assert_eq!(
+        recorder.count("retry:SlowDown"),
+        2,
+        "{:?}",
+        recorder.events()
+    );
+}
+
+#[tokio::test]
+async fn retries_400_throttling_exception_json_then_succeeds() {
+    let json = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}"#;
+    let server = FakeUpstream::start(move |n| {
+        if n == 0 {
+            answer_with(400, &[("content-type", "application/x-amz-json-1.0")], json)
+        } else {
+            answer(200, "{}")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let body = OutboundBody::Buffered(Bytes::from_static(b"{}"));
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            body,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.seen().len(), 2);
+    assert_all_signed(&server.seen());
+    assert_eq!(
+        recorder.count("retry:ThrottlingException"),
+        1,
+        "{:?}",
+        recorder.events()
+    );
+}
+
+#[tokio::test]
+async fn does_not_retry_a_plain_client_error_and_keeps_its_body() {
+    let json = r#"{"__type":"ValidationException","message":"bad"}"#;
+    let server = FakeUpstream::start(move |_| answer(400, json)).await;
+    let recorder = Arc::new(Recorder::default());
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body_text(response).await, json);
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(recorder.count("retry"), 0);
+}
+
+#[tokio::test]
+async fn reads_error_type_from_x_amzn_errortype_header() {
+    let server = FakeUpstream::start(|n| {
+        if n == 0 {
+            answer_with(
+                400,
+                &[(
+                    "x-amzn-ErrorType",
+                    "TooManyRequestsException:http://internal.amazon.com/coral/",
+                )],
+                "",
+            )
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(recorder.count("retry:TooManyRequestsException"), 1);
+}
+
+#[tokio::test]
+async fn retries_after_the_upstream_closes_the_connection() {
+    let server = FakeUpstream::start(|n| {
+        if n == 0 {
+            Reply::Close
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let body = OutboundBody::Buffered(Bytes::from_static(b"payload"));
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            body,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.seen().len(), 2);
+    assert_all_signed(&server.seen());
+    assert_eq!(
+        recorder.count("retry:connection"),
+        1,
+        "{:?}",
+        recorder.events()
+    );
+}
+
+#[tokio::test]
+async fn backoff_delays_stay_within_the_computed_bounds() {
+    let server = FakeUpstream::start(|n| {
+        if n < 4 {
+            answer(502, "bad gateway")
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.retry.max_attempts = 5;
+    p.retry.base_backoff = Duration::from_millis(40);
+    p.retry.max_backoff = Duration::from_millis(100);
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &p,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 5);
+    let delays = recorder.backoffs.lock().unwrap().clone();
+    assert_eq!(delays.len(), 4);
+    for (i, delay) in delays.iter().enumerate() {
+        let retry = i as u32 + 1;
+        let bound = backoff_bound(&p.retry, retry);
+        assert!(
+            *delay <= bound,
+            "retry {retry}: {delay:?} > bound {bound:?}"
+        );
+        // The next attempt arrived no sooner than the chosen delay.
+        let gap = seen[i + 1].at - seen[i].at;
+        assert!(
+            gap >= *delay,
+            "retry {retry}: gap {gap:?} < delay {delay:?}"
+        );
+        assert!(
+            gap < bound + Duration::from_secs(2),
+            "retry {retry}: gap {gap:?}"
+        );
+    }
+    assert_eq!(
+        [1, 2, 3, 4].map(|n| backoff_bound(&p.retry, n)),
+        [40, 80, 100, 100].map(Duration::from_millis),
+        "exponential, capped"
+    );
+}
+
+#[tokio::test]
+async fn honours_retry_after_before_retrying() {
+    let server = FakeUpstream::start(|n| {
+        if n == 0 {
+            answer_with(429, &[("retry-after", "1")], "slow down")
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[1].at - seen[0].at >= Duration::from_secs(1),
+        "waited {:?}",
+        seen[1].at - seen[0].at
+    );
+}
+
+#[tokio::test]
+async fn returns_answer_when_retry_after_exceeds_the_backoff_cap() {
+    let server =
+        FakeUpstream::start(|_| answer_with(503, &[("retry-after", "120")], "maintenance")).await;
+    let recorder = Arc::new(Recorder::default());
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.headers()["retry-after"],
+        "120",
+        "the client sees when to come back"
+    );
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn retry_budget_stops_a_retry_storm() {
+    let server = FakeUpstream::start(|_| answer(503, "down")).await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.retry.base_backoff = Duration::from_millis(1);
+    p.retry.budget_capacity = 20;
+    p.retry.retry_cost = 5;
+    let upstream = upstream(&recorder);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let response = upstream
+            .send(request(
+                &server.uri("/"),
+                OutboundBody::Empty,
+                TestSigner::new(),
+                &p,
+            ))
+            .await
+            .unwrap();
+        statuses.push(response.status());
+    }
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE));
+    // 20 tokens pay for 4 retries: two requests retry twice, then every later request
+    // gets the upstream's answer after one attempt.
+    assert_eq!(recorder.count("retry"), 4, "{:?}", recorder.events());
+    assert_eq!(server.seen().len(), 6 + 4);
+    assert_eq!(recorder.count("budget_exhausted"), 4);
+}
+
+#[tokio::test]
+async fn success_refills_the_retry_budget() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = fail.clone();
+    let server = FakeUpstream::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            answer(503, "down")
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.retry.base_backoff = Duration::from_millis(1);
+    p.retry.max_attempts = 2;
+    p.retry.budget_capacity = 10;
+    p.retry.retry_cost = 5;
+    p.retry.success_refund = 5;
+    let upstream = upstream(&recorder);
+    let send = || {
+        upstream.send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &p,
+        ))
+    };
+    send().await.unwrap();
+    send().await.unwrap();
+    assert_eq!(recorder.count("retry"), 2, "budget now empty");
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    fail.store(true, Ordering::SeqCst);
+    send().await.unwrap();
+    assert_eq!(
+        recorder.count("retry"),
+        3,
+        "the success put back one retry's worth: {:?}",
+        recorder.events()
+    );
+}
+
+#[tokio::test]
+async fn adaptive_mode_retries_throttling_and_still_succeeds() {
+    let server = FakeUpstream::start(|n| {
+        if n % 2 == 0 {
+            answer_with(400, &[("x-amzn-ErrorType", "ThrottlingException")], "")
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.retry.mode = RetryMode::Adaptive;
+    let upstream = upstream(&recorder);
+    for _ in 0..3 {
+        let response = upstream
+            .send(request(
+                &server.uri("/"),
+                OutboundBody::Empty,
+                TestSigner::new(),
+                &p,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(recorder.count("retry:ThrottlingException"), 3);
+}
+
+// ---------------------------------------------------------------------------
+// Streamed uploads
+// ---------------------------------------------------------------------------
+
+fn streamed_body(chunks: &[&'static str]) -> OutboundBody {
+    let frames: Vec<Result<Bytes, std::io::Error>> = chunks
+        .iter()
+        .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+        .collect();
+    OutboundBody::Streaming(axum::body::Body::from_stream(futures_util::stream::iter(
+        frames,
+    )))
+}
+
+#[tokio::test]
+async fn never_replays_a_streamed_upload_after_its_bytes_went_out() {
+    let server = FakeUpstream::start(|_| answer(503, "try later")).await;
+    let recorder = Arc::new(Recorder::default());
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/upload"),
+            streamed_body(&["part-1,", "part-2"]),
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_text(response).await, "try later");
+    let seen = server.seen();
+    assert_eq!(
+        seen.len(),
+        1,
+        "a streamed body that went out is not replayable"
+    );
+    assert_eq!(&seen[0].body[..], b"part-1,part-2");
+    assert_all_signed(&seen);
+    assert_eq!(recorder.count("retry"), 0);
+}
+
+#[tokio::test]
+async fn replays_a_streamed_upload_that_failed_before_sending() {
+    // The first attempt finds nothing listening (refused); the server starts on that
+    // port while signet decides to retry, so the second attempt sends the whole body.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let recorder = Arc::new(Recorder::default());
+    let started: Arc<Mutex<Option<FakeUpstream>>> = Arc::default();
+    let slot = started.clone();
+    let runtime = tokio::runtime::Handle::current();
+    *recorder.on_retry.lock().unwrap() = Some(Box::new(move || {
+        let mut slot = slot.lock().unwrap();
+        if slot.is_none() {
+            let listener = std::net::TcpListener::bind(addr).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let _guard = runtime.enter();
+            let listener = TcpListener::from_std(listener).unwrap();
+            *slot = Some(FakeUpstream::serve(
+                listener,
+                Arc::new(|_| answer(200, "stored")),
+            ));
+        }
+    }));
+    let uri = format!("http://{addr}/upload");
+    let response = upstream(&recorder)
+        .send(request(
+            &uri,
+            streamed_body(&["alpha,", "beta"]),
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_text(response).await, "stored");
+    assert_eq!(
+        recorder.count("retry:connection"),
+        1,
+        "{:?}",
+        recorder.events()
+    );
+    let server = started.lock().unwrap().take().unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        &seen[0].body[..],
+        b"alpha,beta",
+        "the whole stream reached the upstream"
+    );
+    assert_all_signed(&seen);
+}
+
+// ---------------------------------------------------------------------------
+// Timeouts and failures
+// ---------------------------------------------------------------------------
+
+fn expect_timeout(
+    result: Result<Response<signet::upstream::ResponseBody>, ForwardError>,
+    kind: TimeoutKind,
+) -> ForwardError {
+    match result {
+        Err(e @ ForwardError::Timeout { kind: k, .. }) if k == kind => e,
+        Err(other) => panic!("expected {kind:?} timeout, got {other}"),
+        Ok(response) => panic!("expected {kind:?} timeout, got {}", response.status()),
+    }
+}
+
+#[tokio::test]
+async fn first_byte_timeout_fires_with_its_name_and_is_retried() {
+    let server = FakeUpstream::start(|_| Reply::Hang).await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.retry.max_attempts = 2;
+    p.timeouts.first_byte = Duration::from_millis(200);
+    let result = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &p,
+        ))
+        .await;
+    let error = expect_timeout(result, TimeoutKind::FirstByte);
+    assert_eq!(error.to_string(), "first-byte timeout after 200ms");
+    assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(error.kind(), "first_byte_timeout");
+    assert_eq!(server.seen().len(), 2);
+    assert_eq!(recorder.count("timeout:first_byte_timeout"), 2);
+    assert_eq!(recorder.count("retry:first_byte_timeout"), 1);
+}
+
+#[tokio::test]
+async fn total_deadline_cuts_across_attempts() {
+    let server = FakeUpstream::start(|_| Reply::Hang).await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.timeouts.first_byte = Duration::from_secs(5);
+    p.timeouts.total = Duration::from_millis(300);
+    let started = Instant::now();
+    let result = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &p,
+        ))
+        .await;
+    let error = expect_timeout(result, TimeoutKind::Total);
+    assert_eq!(error.to_string(), "total deadline after 300ms");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(server.seen().len(), 1, "the deadline is not retried");
+    assert_eq!(recorder.count("timeout:total_deadline"), 1);
+}
+
+#[tokio::test]
+async fn connect_timeout_fires_when_the_handshake_never_completes() {
+    // Accepts TCP but never speaks TLS: the handshake, part of connecting, hangs.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.retry.max_attempts = 1;
+    p.timeouts.connect = Duration::from_millis(200);
+    let result = upstream(&recorder)
+        .send(request(
+            &format!("https://{addr}/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &p,
+        ))
+        .await;
+    let error = expect_timeout(result, TimeoutKind::Connect);
+    assert_eq!(error.to_string(), "connect timeout after 200ms");
+    assert_eq!(recorder.count("timeout:connect_timeout"), 1);
+}
+
+#[tokio::test]
+async fn idle_timeout_fires_between_body_frames_with_its_name() {
+    let server = FakeUpstream::start(|_| Reply::Trickle {
+        chunks: vec![Bytes::from_static(b"first")],
+        gap: Duration::ZERO,
+        stall: true,
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.timeouts.idle = Duration::from_millis(200);
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &p,
+        ))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first");
+    match body.frame().await {
+        Some(Err(
+            e @ ForwardError::Timeout {
+                kind: TimeoutKind::Idle,
+                ..
+            },
+        )) => {
+            assert_eq!(e.to_string(), "idle timeout after 200ms");
+        }
+        other => panic!("expected idle timeout, got {other:?}"),
+    }
+    assert_eq!(recorder.count("timeout:idle_timeout"), 1);
+}
+
+#[tokio::test]
+async fn streams_a_trickling_body_frame_by_frame() {
+    let chunks: Vec<Bytes> = (0..5)
+        .map(|i| Bytes::from(format!("event-{i}\n")))
+        .collect();
+    let server = FakeUpstream::start(move |_| Reply::Trickle {
+        chunks: chunks.clone(),
+        gap: Duration::from_millis(100),
+        stall: false,
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.timeouts.idle = Duration::from_secs(2);
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/events"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &p,
+        ))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let started = Instant::now();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let first_at = started.elapsed();
+    assert_eq!(&first[..], b"event-0\n");
+    let mut rest = Vec::new();
+    while let Some(frame) = body.frame().await {
+        rest.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    let all_at = started.elapsed();
+    assert_eq!(
+        String::from_utf8(rest).unwrap(),
+        "event-1\nevent-2\nevent-3\nevent-4\n"
+    );
+    assert!(
+        all_at >= first_at + Duration::from_millis(300),
+        "first frame must arrive before the stream ends"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_upstream_answers_502_after_retries() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let recorder = Arc::new(Recorder::default());
+    let result = upstream(&recorder)
+        .send(request(
+            &format!("http://{addr}/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await;
+    let error = result.unwrap_err();
+    assert!(matches!(error, ForwardError::Unreachable(_)), "{error}");
+    assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(error.kind(), "upstream_unreachable");
+    assert!(
+        error.to_string().to_lowercase().contains("refused"),
+        "{error}"
+    );
+    assert_eq!(recorder.count("attempt"), 3);
+}
+
+#[tokio::test]
+async fn signing_failure_is_never_sent_and_maps_to_503() {
+    struct NoCredentials;
+    impl AttemptSigner for NoCredentials {
+        fn sign(&self, _: &mut http::request::Parts) -> Result<(), SignFailure> {
+            Err(SignFailure::CredentialsUnavailable(
+                "no valid credentials for source default".into(),
+            ))
+        }
+    }
+    let server = FakeUpstream::start(|_| answer(200, "ok")).await;
+    let recorder = Arc::new(Recorder::default());
+    let mut req = request(
+        &server.uri("/"),
+        OutboundBody::Empty,
+        TestSigner::new(),
+        &policy(),
+    );
+    req.signer = Arc::new(NoCredentials);
+    let error = upstream(&recorder).send(req).await.unwrap_err();
+    assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error.kind(), "credentials_unavailable");
+    assert!(
+        server.seen().is_empty(),
+        "nothing unsigned reaches the upstream"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Load shedding
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sheds_a_burst_past_the_in_flight_limit_with_retry_after() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = release.clone();
+    let server = FakeUpstream::start(move |_| Reply::WaitFor(gate.clone())).await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.limits.max_in_flight = 3;
+    p.limits.shed_retry_after = Duration::from_secs(2);
+    let upstream = upstream(&recorder);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let upstream = upstream.clone();
+        let req = request(&server.uri("/"), OutboundBody::Empty, TestSigner::new(), &p);
+        tasks.push(tokio::spawn(async move { upstream.send(req).await }));
+    }
+    // Wait until the admitted requests reach the upstream, then let them finish.
+    for _ in 0..100 {
+        if server.seen().len() == 3 && recorder.count("shed") == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    release.add_permits(10);
+    let mut ok = 0;
+    let mut shed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(response) => {
+                assert_eq!(body_text(response).await, "released");
+                ok += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+                assert_eq!(e.kind(), "overloaded");
+                assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+                shed += 1;
+            }
+        }
+    }
+    assert_eq!((ok, shed), (3, 7));
+    assert_eq!(
+        server.seen().len(),
+        3,
+        "shed requests never reach the upstream"
+    );
+    assert_eq!(recorder.count("shed"), 7);
+}
+
+#[tokio::test]
+async fn a_request_counts_in_flight_until_its_body_ends() {
+    let server = FakeUpstream::start(|_| answer(200, "body")).await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.limits.max_in_flight = 1;
+    let upstream = upstream(&recorder);
+    let send = || {
+        upstream.send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &p,
+        ))
+    };
+    let first = send().await.unwrap();
+    let second = send().await;
+    assert!(
+        matches!(second, Err(ForwardError::Shed { .. })),
+        "head received, body unread: still in flight"
+    );
+    assert_eq!(body_text(first).await, "body");
+    let third = send().await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+}
