@@ -1,1 +1,532 @@
-//! proxy
+//! The proxy handler: route, prepare, choose the body mode, sign every attempt,
+//! forward, and stream the answer back.
+//!
+//! One request, top to bottom ([`Proxy::handle`]):
+//! 1. [`RouteTable::resolve`] finds the [`Target`] (404/403 with a reason
+//!    otherwise).
+//! 2. [`prepare`] drops hop-by-hop headers and whatever signing owns, sets
+//!    `Host`, applies the route's strip list and custom headers, and builds the
+//!    upstream URI from the client's path and query bytes.
+//! 3. The body mode ([`PayloadMode`]): signed payloads are buffered up to the
+//!    route's cap and hashed once; unsigned ones stream untouched with
+//!    `UNSIGNED-PAYLOAD`; aws-chunked uploads keep their framing (re-signed
+//!    chunk by chunk when the client signed them, see [`chunked`]).
+//! 4. [`Upstream::send`] runs shedding, retries and timeouts, and calls
+//!    [`RequestSigner`] afresh for every attempt.
+//! 5. The response streams back frame by frame; when it ends, one access-log
+//!    event and the request metrics are recorded.
+//!
+//! Reload swaps the whole [`ProxyState`] atomically: a request keeps the state
+//! it started with until it finishes.
+
+pub mod body;
+pub mod chunked;
+pub mod error;
+pub mod prepare;
+pub mod signer;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, HOST};
+use http::uri::{Authority, Scheme};
+use http_body::Body as _;
+use sha2::{Digest, Sha256};
+
+use crate::config::{PayloadMode, Settings};
+use crate::credentials::{CredentialsError, CredentialsHandle, CredentialsSet, SourceSettings};
+use crate::routing::{RouteTable, Target};
+use crate::sigv4::{is_s3_family, Signer, SigningKeyCache};
+use crate::telemetry::logging::{access_log, upstream_request_id, AccessRecord};
+use crate::telemetry::metrics::{CredentialGauge, Metrics};
+use crate::upstream::{OutboundBody, OutboundRequest, Upstream};
+
+use body::{buffer_capped, StreamEnd, Tapped};
+use chunked::{ChunkChain, Resigned};
+use error::ProxyError;
+use prepare::{strip_request_headers, strip_response_headers, upstream_uri, CONTENT_SHA256};
+use signer::{RequestPayload, RequestSigner};
+
+/// With [`PayloadMode::Auto`], S3 bodies up to this size with a known length
+/// are signed; larger or unknown-length ones stream with `UNSIGNED-PAYLOAD`.
+pub const S3_AUTO_SIGNED_MAX: u64 = 1024 * 1024;
+
+/// The largest aws-chunked chunk signet holds while re-signing it.
+pub const MAX_AWS_CHUNK: u64 = 16 * 1024 * 1024;
+
+/// Why the proxy state could not be built from settings.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A credentials source could not start.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
+
+/// What one configuration generation serves with: its routes and the
+/// credential sources they name.
+pub struct ProxyState {
+    routes: RouteTable,
+    credentials: Arc<CredentialsSet>,
+    credential_settings: BTreeMap<String, SourceSettings>,
+    /// (source, role) pairs in use, each with its handle.
+    handles: Vec<(Arc<str>, Option<Arc<str>>, CredentialsHandle)>,
+}
+
+impl std::fmt::Debug for ProxyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyState")
+            .field("routes", &self.routes.len())
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+impl ProxyState {
+    /// Builds the state for `settings`. Credential sources are reused from
+    /// `previous` when unchanged (no refetch on reload); new ones are started
+    /// and given a moment to resolve before the state serves.
+    pub async fn build(
+        settings: &Settings,
+        previous: Option<&ProxyState>,
+    ) -> Result<ProxyState, BuildError> {
+        let routes = RouteTable::new(settings);
+        let pairs = routes.credential_sources();
+        let route_roles: Vec<(String, String)> = pairs
+            .iter()
+            .filter_map(|(s, r)| r.as_ref().map(|r| (s.to_string(), r.to_string())))
+            .collect();
+        let reusable = previous.filter(|p| {
+            p.credential_settings == settings.credentials
+                && pairs
+                    .iter()
+                    .all(|(s, r)| p.credentials.handle(s, r.as_deref()).is_some())
+        });
+        let credentials = match reusable {
+            Some(p) => p.credentials.clone(),
+            None => {
+                let set = Arc::new(CredentialsSet::start(&settings.credentials, &route_roles)?);
+                // Let sources resolve before serving; a slow one is reported as
+                // not ready and keeps refreshing in the background.
+                set.wait_ready(Duration::from_secs(5)).await;
+                set
+            }
+        };
+        let handles = pairs
+            .into_iter()
+            .filter_map(|(s, r)| {
+                let h = credentials.handle(&s, r.as_deref())?;
+                Some((s, r, h))
+            })
+            .collect();
+        Ok(ProxyState {
+            routes,
+            credentials,
+            credential_settings: settings.credentials.clone(),
+            handles,
+        })
+    }
+
+    fn handle(&self, source: &str, role: Option<&str>) -> Option<&CredentialsHandle> {
+        self.handles
+            .iter()
+            .find(|(s, r, _)| &**s == source && r.as_deref() == role)
+            .map(|(_, _, h)| h)
+    }
+}
+
+/// The running proxy: the current state, the upstream client, metrics and
+/// the signer with its key cache.
+pub struct Proxy {
+    state: ArcSwap<ProxyState>,
+    upstream: Upstream,
+    metrics: Arc<Metrics>,
+    signer: Arc<Signer>,
+    in_flight: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    /// A proxy serving `state`.
+    pub fn new(state: ProxyState, upstream: Upstream, metrics: Arc<Metrics>) -> Self {
+        Self {
+            state: ArcSwap::from_pointee(state),
+            upstream,
+            metrics,
+            signer: Arc::new(Signer::with_key_cache(SigningKeyCache::new(
+                SigningKeyCache::DEFAULT_CAPACITY,
+            ))),
+            in_flight: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The state new requests use.
+    pub fn state(&self) -> Arc<ProxyState> {
+        self.state.load_full()
+    }
+
+    /// Makes `next` the state for new requests; in-flight ones keep theirs.
+    /// Credential sources the new state no longer uses stop refreshing.
+    pub fn swap(&self, next: ProxyState) {
+        let old = self.state.swap(Arc::new(next));
+        let current = self.state.load();
+        if !Arc::ptr_eq(&old.credentials, &current.credentials) {
+            let set = old.credentials.clone();
+            tokio::spawn(async move { set.shutdown().await });
+        }
+    }
+
+    /// Requests currently being served (until their response body ends).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Readiness: every credentials source in use holds valid credentials.
+    pub fn credentials_ready(&self) -> Result<(), String> {
+        let state = self.state.load();
+        let bad: Vec<String> = state
+            .handles
+            .iter()
+            .filter_map(|(s, r, h)| {
+                h.current().err().map(|e| match r {
+                    Some(role) => format!("credentials {s} as {role}: {}", e.reason),
+                    None => format!("credentials {s}: {}", e.reason),
+                })
+            })
+            .collect();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("; "))
+        }
+    }
+
+    /// Per-source expiry and refresh-failure figures for `/metrics`.
+    pub fn credential_gauges(&self) -> Vec<CredentialGauge> {
+        let now = SystemTime::now();
+        self.state
+            .load()
+            .credentials
+            .status()
+            .into_iter()
+            .map(|s| CredentialGauge {
+                source: s.name,
+                seconds_until_expiry: s.expires_at.map(|t| match t.duration_since(now) {
+                    Ok(d) => d.as_secs_f64(),
+                    Err(e) => -e.duration().as_secs_f64(),
+                }),
+                refresh_failures: s.refresh_failures,
+            })
+            .collect()
+    }
+
+    /// Serves one request.
+    pub async fn handle(self: Arc<Self>, request: Request) -> Response {
+        let started = Instant::now();
+        let state = self.state.load_full();
+        let method = request.method().clone();
+        let client_uri = request.uri().clone();
+        let host = request
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()));
+        let target = match state.routes.resolve(host, request.uri().path()) {
+            Ok(t) => t,
+            Err(e) => {
+                let err = ProxyError::from(e);
+                let record = Exchange::unrouted(&method, &client_uri, started);
+                return record.finish_error(&self, err);
+            }
+        };
+        let exchange = Exchange {
+            route: target.route.clone(),
+            service: target.service.clone(),
+            region: target.region.clone(),
+            method,
+            uri: client_uri,
+            started,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            attempts: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+        };
+        let guard = InFlight::new(&self, &exchange.route);
+        match self.forward(&state, &target, request, &exchange).await {
+            Ok(response) => exchange.stream_back(&self, response, guard),
+            Err(e) => {
+                if matches!(
+                    &e,
+                    ProxyError::Forward(crate::upstream::ForwardError::Sign(
+                        crate::upstream::SignFailure::Signing(_)
+                    ))
+                ) {
+                    self.metrics.signing_error(&exchange.route);
+                }
+                drop(guard);
+                exchange.finish_error(&self, e)
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        state: &ProxyState,
+        target: &Target,
+        request: Request,
+        exchange: &Exchange,
+    ) -> Result<http::Response<crate::upstream::ResponseBody>, ProxyError> {
+        let policy = &target.policy;
+        let credentials = state
+            .handle(&policy.credentials, policy.role_arn.as_deref())
+            .ok_or_else(|| ProxyError::NoCredentialsSource(policy.credentials.to_string()))?
+            .clone();
+        let (mut parts, body) = request.into_parts();
+
+        let chunked = AwsChunked::detect(&parts.headers);
+        let authority: Authority = target
+            .authority
+            .parse()
+            .map_err(|_| ProxyError::BadRequest("route upstream authority is invalid".into()))?;
+        let signing_host: Authority = match &target.sign_host {
+            Some(h) => h
+                .parse()
+                .map_err(|_| ProxyError::BadRequest("route sign_host is invalid".into()))?,
+            None => authority.clone(),
+        };
+        strip_request_headers(&mut parts.headers, &signing_host, chunked.is_some());
+        if !policy.strip_headers.is_empty() {
+            let names: Vec<http::HeaderName> = parts
+                .headers
+                .keys()
+                .filter(|n| n.as_str() != "host" && policy.strip_headers.matches(n.as_str()))
+                .cloned()
+                .collect();
+            for n in names {
+                parts.headers.remove(n);
+            }
+        }
+        for (name, value) in policy.custom_headers.iter() {
+            parts.headers.insert(name.clone(), value.clone());
+        }
+        let scheme: &Scheme = &target.scheme;
+        parts.uri = upstream_uri(scheme, &authority, "", &target.path, parts.uri.query())
+            .ok_or_else(|| ProxyError::BadRequest("path cannot be forwarded".into()))?;
+        parts.version = http::Version::HTTP_11;
+
+        let declared_len = body.size_hint().exact();
+        let empty = body.is_end_stream();
+        let s3 = is_s3_family(&target.service);
+        let chain: Option<ChunkChain> = match chunked {
+            Some(AwsChunked::Signed { .. }) => Some(Arc::default()),
+            _ => None,
+        };
+        let bytes_in = exchange.bytes_in.clone();
+        let count_in = move |n: u64, _end: StreamEnd| {
+            bytes_in.store(n, Ordering::Relaxed);
+        };
+        let (payload, outbound) = match chunked {
+            Some(mode) => {
+                let payload = match mode {
+                    AwsChunked::Signed { trailer: true } => RequestPayload::StreamingSignedTrailer,
+                    AwsChunked::Signed { trailer: false } => RequestPayload::StreamingSigned,
+                    AwsChunked::UnsignedTrailer => RequestPayload::StreamingUnsignedTrailer,
+                };
+                let counted = Tapped::new(body, count_in);
+                let body = match &chain {
+                    Some(chain) => Body::new(Resigned::new(
+                        counted,
+                        chain.clone(),
+                        MAX_AWS_CHUNK,
+                        declared_len,
+                    )),
+                    None => Body::new(counted),
+                };
+                (payload, OutboundBody::Streaming(body))
+            }
+            None if empty => (RequestPayload::empty(), OutboundBody::Empty),
+            None => {
+                let signed = match policy.payload {
+                    PayloadMode::Signed => true,
+                    PayloadMode::Unsigned => false,
+                    PayloadMode::Auto => {
+                        !s3 || declared_len.is_some_and(|n| n <= S3_AUTO_SIGNED_MAX)
+                    }
+                };
+                if signed {
+                    let bytes: Bytes = buffer_capped(body, declared_len, policy.body_cap).await?;
+                    exchange
+                        .bytes_in
+                        .store(bytes.len() as u64, Ordering::Relaxed);
+                    let hash = hex::encode(Sha256::digest(&bytes));
+                    (RequestPayload::Sha256(hash), OutboundBody::Buffered(bytes))
+                } else {
+                    let counted = Tapped::new(body, count_in);
+                    (
+                        RequestPayload::Unsigned,
+                        OutboundBody::Streaming(Body::new(counted)),
+                    )
+                }
+            }
+        };
+        if chunked.is_none() {
+            parts.headers.remove(CONTENT_SHA256);
+        }
+        if let OutboundBody::Buffered(b) = &outbound {
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, http::HeaderValue::from(b.len()));
+        }
+        let signer = RequestSigner::new(
+            credentials,
+            self.signer.clone(),
+            target,
+            payload,
+            &parts.headers,
+            chain,
+            exchange.attempts.clone(),
+        );
+        let request = OutboundRequest {
+            parts,
+            body: outbound,
+            signer: Arc::new(signer),
+            policy: policy.upstream.clone(),
+            route: target.route.clone(),
+        };
+        Ok(self.upstream.send(request).await?)
+    }
+}
+
+/// How a client's aws-chunked upload is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AwsChunked {
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`: passes through untouched.
+    UnsignedTrailer,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`: chunks re-signed.
+    Signed { trailer: bool },
+}
+
+impl AwsChunked {
+    fn detect(headers: &http::HeaderMap) -> Option<AwsChunked> {
+        let encoded = headers
+            .get_all(CONTENT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case("aws-chunked"));
+        let mode = headers.get(CONTENT_SHA256).and_then(|v| v.to_str().ok())?;
+        match mode {
+            crate::sigv4::STREAMING_UNSIGNED_PAYLOAD_TRAILER => Some(AwsChunked::UnsignedTrailer),
+            crate::sigv4::STREAMING_SIGNED_PAYLOAD => Some(AwsChunked::Signed { trailer: false }),
+            crate::sigv4::STREAMING_SIGNED_PAYLOAD_TRAILER => {
+                Some(AwsChunked::Signed { trailer: true })
+            }
+            _ => None,
+        }
+        .filter(|_| encoded || headers.contains_key("x-amz-decoded-content-length"))
+    }
+}
+
+/// Counts a request in the in-flight gauges until dropped.
+struct InFlight {
+    _metrics: crate::telemetry::metrics::InFlightGuard,
+    counter: Arc<AtomicU64>,
+}
+
+impl InFlight {
+    fn new(proxy: &Proxy, route: &str) -> Self {
+        proxy.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _metrics: proxy.metrics.request_started(route),
+            counter: proxy.in_flight.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the access log and metrics need about one request.
+struct Exchange {
+    route: Arc<str>,
+    service: Arc<str>,
+    region: Arc<str>,
+    method: http::Method,
+    uri: http::Uri,
+    started: Instant,
+    bytes_in: Arc<AtomicU64>,
+    attempts: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Exchange {
+    fn unrouted(method: &http::Method, uri: &http::Uri, started: Instant) -> Exchange {
+        Exchange {
+            route: Arc::from("-"),
+            service: Arc::from("-"),
+            region: Arc::from("-"),
+            method: method.clone(),
+            uri: uri.clone(),
+            started,
+            bytes_in: Arc::default(),
+            attempts: Arc::default(),
+        }
+    }
+
+    fn record(&self, metrics: &Metrics, status: u16, bytes_out: u64, request_id: Option<&str>) {
+        let elapsed = self.started.elapsed();
+        metrics.request_finished(&self.route, self.method.as_str(), status, elapsed);
+        let bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        metrics.body_bytes_in(&self.route, bytes_in);
+        metrics.body_bytes_out(&self.route, bytes_out);
+        access_log(&AccessRecord {
+            route: &self.route,
+            service: &self.service,
+            region: &self.region,
+            method: self.method.as_str(),
+            path: self.uri.path_and_query().map_or("/", |p| p.as_str()),
+            status,
+            attempts: self.attempts.load(Ordering::Relaxed),
+            latency: elapsed,
+            bytes_in,
+            bytes_out,
+            upstream_request_id: request_id,
+        });
+    }
+
+    fn finish_error(self, proxy: &Proxy, err: ProxyError) -> Response {
+        let response = err.into_response();
+        self.record(&proxy.metrics, response.status().as_u16(), 0, None);
+        response
+    }
+
+    fn stream_back(
+        self,
+        proxy: &Proxy,
+        response: http::Response<crate::upstream::ResponseBody>,
+        guard: InFlight,
+    ) -> Response {
+        let (mut parts, body) = response.into_parts();
+        strip_response_headers(&mut parts.headers);
+        let status = parts.status.as_u16();
+        let request_id = upstream_request_id(&parts.headers).map(str::to_owned);
+        let metrics = proxy.metrics.clone();
+        let tapped = Tapped::new(body, move |bytes_out, _end| {
+            self.record(&metrics, status, bytes_out, request_id.as_deref());
+            drop(guard);
+        });
+        Response::from_parts(parts, Body::new(tapped))
+    }
+}
+
+/// The proxy's axum router: every path and method goes to [`Proxy::handle`].
+pub fn router(proxy: Arc<Proxy>) -> axum::Router {
+    axum::Router::new()
+        .fallback(|State(proxy): State<Arc<Proxy>>, request: Request| proxy.handle(request))
+        .with_state(proxy)
+}

@@ -1,0 +1,209 @@
+//! Preparing a client request for signing: which headers travel, which the
+//! signer owns, and the upstream URI.
+//!
+//! What is signed is exactly what is sent: after [`strip_request_headers`] the
+//! header map holds the forwarded headers, the signer adds its own, and the
+//! request goes out with that map unchanged.
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::Uri;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Client headers that signing owns: whatever the client sent is replaced.
+const SIGNING_OWNED: &[&str] = &["authorization", "x-amz-date", "x-amz-security-token"];
+
+/// The payload-hash header, owned by signing except in aws-chunked modes,
+/// where it announces the chunk framing the body carries.
+pub const CONTENT_SHA256: &str = "x-amz-content-sha256";
+
+/// Removes hop-by-hop headers: `Connection` and every header it names,
+/// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+/// Prepares the headers of a request bound upstream: drops hop-by-hop headers
+/// and everything signing owns (the client's `Authorization`, `X-Amz-Date`,
+/// `X-Amz-Security-Token`, and `X-Amz-Content-Sha256` unless `keep_content_sha256`
+/// is set for aws-chunked bodies), and sets `Host` to the upstream's.
+pub fn strip_request_headers(headers: &mut HeaderMap, host: &Authority, keep_content_sha256: bool) {
+    strip_hop_by_hop(headers);
+    for name in SIGNING_OWNED {
+        headers.remove(*name);
+    }
+    if !keep_content_sha256 {
+        headers.remove(CONTENT_SHA256);
+    }
+    if let Ok(value) = http::HeaderValue::from_str(host.as_str()) {
+        headers.insert(header::HOST, value);
+    }
+}
+
+/// The upstream URI: the target's scheme and authority, its base path, then the
+/// client's path (after any stripped prefix) and query, byte for byte.
+///
+/// Returns `None` when the combination is not a valid URI.
+pub fn upstream_uri(
+    scheme: &Scheme,
+    authority: &Authority,
+    base_path: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Uri> {
+    let base = base_path.trim_end_matches('/');
+    let mut pq =
+        String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 1);
+    pq.push_str(base);
+    if !path.starts_with('/') {
+        pq.push('/');
+    }
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let pq = PathAndQuery::from_maybe_shared(pq).ok()?;
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query(pq)
+        .build()
+        .ok()
+}
+
+/// Removes the response headers that describe the upstream connection.
+pub fn strip_response_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Custom-Hop"),
+            ("x-custom-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic abc"),
+            ("te", "trailers"),
+            ("trailer", "x-amz-checksum-crc32"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("content-type", "application/json"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["content-type"]);
+    }
+
+    #[test]
+    fn drops_signing_owned_headers_and_sets_host() {
+        let mut h = map(&[
+            ("host", "localhost:8080"),
+            ("authorization", "AWS4-HMAC-SHA256 Credential=client"),
+            ("x-amz-date", "20200101T000000Z"),
+            ("x-amz-security-token", "client-token"),
+            ("x-amz-content-sha256", "abc"),
+            ("x-amz-target", "DynamoDB_20120810.ListTables"),
+        ]);
+        let host: Authority = "dynamodb.us-east-1.amazonaws.com".parse().unwrap();
+        strip_request_headers(&mut h, &host, false);
+        assert_eq!(h.get("host").unwrap(), "dynamodb.us-east-1.amazonaws.com");
+        assert!(h.get("authorization").is_none());
+        assert!(h.get("x-amz-date").is_none());
+        assert!(h.get("x-amz-security-token").is_none());
+        assert!(h.get("x-amz-content-sha256").is_none());
+        assert_eq!(
+            h.get("x-amz-target").unwrap(),
+            "DynamoDB_20120810.ListTables"
+        );
+    }
+
+    #[test]
+    fn keeps_streaming_content_sha256_for_aws_chunked() {
+        let mut h = map(&[("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")]);
+        let host: Authority = "s3.us-east-1.amazonaws.com".parse().unwrap();
+        strip_request_headers(&mut h, &host, true);
+        assert_eq!(
+            h.get("x-amz-content-sha256").unwrap(),
+            "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+        );
+    }
+
+    #[test]
+    fn builds_upstream_uri_keeping_path_and_query_bytes() {
+        let uri = upstream_uri(
+            &Scheme::HTTPS,
+            &"search-d.us-west-2.es.amazonaws.com".parse().unwrap(),
+            "",
+            "/my%20index/_search",
+            Some("q=a%2Fb&q=c&z"),
+        )
+        .unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "https://search-d.us-west-2.es.amazonaws.com/my%20index/_search?q=a%2Fb&q=c&z"
+        );
+    }
+
+    #[test]
+    fn joins_base_path_and_forwarded_path() {
+        let uri = upstream_uri(
+            &Scheme::HTTP,
+            &"127.0.0.1:9000".parse().unwrap(),
+            "/prefix/",
+            "/object",
+            None,
+        )
+        .unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:9000/prefix/object");
+        assert!(upstream_uri(&Scheme::HTTP, &"h".parse().unwrap(), "", "/a b", None).is_none());
+    }
+}
