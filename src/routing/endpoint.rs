@@ -146,7 +146,7 @@ enum Domain {
 
 const DOMAINS: &[(&str, Domain)] = &[
     ("amazonaws.com.cn", Domain::AmazonAwsCn),
-    ("amazonwebservices.com.cn", Domain::AmazonAwsCn),
+    ("api.amazonwebservices.com.cn", Domain::AmazonAwsCn),
     ("amazonaws.com", Domain::AmazonAws),
     ("api.aws", Domain::ApiAws),
     ("on.aws", Domain::OnAws),
@@ -466,4 +466,492 @@ fn service_before_region(before: &[&str]) -> Option<String> {
         return Some((*name).to_string());
     }
     Some(last.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// host → Ok((service, region)) or Err(refusal kind: "not-aws" / "unrecognized").
+    const HOSTS: &[(&str, Result<(&str, &str), &str>)] = &[
+        // Plain regional endpoints, commercial partition.
+        ("sqs.eu-west-1.amazonaws.com", Ok(("sqs", "eu-west-1"))),
+        ("sqs.us-east-1.amazonaws.com:443", Ok(("sqs", "us-east-1"))),
+        ("SQS.US-EAST-1.AMAZONAWS.COM", Ok(("sqs", "us-east-1"))),
+        ("sqs.us-east-1.amazonaws.com.", Ok(("sqs", "us-east-1"))),
+        (
+            "dynamodb.ap-northeast-1.amazonaws.com",
+            Ok(("dynamodb", "ap-northeast-1")),
+        ),
+        ("sts.us-west-2.amazonaws.com", Ok(("sts", "us-west-2"))),
+        (
+            "kms.ca-central-1.amazonaws.com",
+            Ok(("kms", "ca-central-1")),
+        ),
+        ("logs.me-south-1.amazonaws.com", Ok(("logs", "me-south-1"))),
+        (
+            "lambda.af-south-1.amazonaws.com",
+            Ok(("lambda", "af-south-1")),
+        ),
+        (
+            "secretsmanager.il-central-1.amazonaws.com",
+            Ok(("secretsmanager", "il-central-1")),
+        ),
+        (
+            "ssm.mx-central-1.amazonaws.com",
+            Ok(("ssm", "mx-central-1")),
+        ),
+        (
+            "states.sa-east-1.amazonaws.com",
+            Ok(("states", "sa-east-1")),
+        ),
+        (
+            "monitoring.eu-central-2.amazonaws.com",
+            Ok(("monitoring", "eu-central-2")),
+        ),
+        (
+            "ec2.ap-southeast-5.amazonaws.com",
+            Ok(("ec2", "ap-southeast-5")),
+        ),
+        (
+            "elasticmapreduce.eu-north-1.amazonaws.com",
+            Ok(("elasticmapreduce", "eu-north-1")),
+        ),
+        ("aoss.us-east-1.amazonaws.com", Ok(("aoss", "us-east-1"))),
+        ("es.us-east-1.amazonaws.com", Ok(("es", "us-east-1"))),
+        // Regions that do not exist yet still route.
+        (
+            "sqs.ap-southeast-9.amazonaws.com",
+            Ok(("sqs", "ap-southeast-9")),
+        ),
+        (
+            "dynamodb.eu-southwest-3.amazonaws.com",
+            Ok(("dynamodb", "eu-southwest-3")),
+        ),
+        ("s3.af-north-1.amazonaws.com", Ok(("s3", "af-north-1"))),
+        (
+            "sqs.us-gov-central-1.amazonaws.com",
+            Ok(("sqs", "us-gov-central-1")),
+        ),
+        // Signing names that differ from the endpoint prefix.
+        ("email.us-east-1.amazonaws.com", Ok(("ses", "us-east-1"))),
+        (
+            "runtime.sagemaker.us-west-2.amazonaws.com",
+            Ok(("sagemaker", "us-west-2")),
+        ),
+        (
+            "api.sagemaker.eu-west-1.amazonaws.com",
+            Ok(("sagemaker", "eu-west-1")),
+        ),
+        (
+            "a2i-runtime.sagemaker.us-east-1.amazonaws.com",
+            Ok(("sagemaker", "us-east-1")),
+        ),
+        (
+            "runtime-v2-lex.us-east-1.amazonaws.com",
+            Ok(("lex", "us-east-1")),
+        ),
+        (
+            "runtime.lex.us-east-1.amazonaws.com",
+            Ok(("lex", "us-east-1")),
+        ),
+        (
+            "models-v2-lex.eu-west-2.amazonaws.com",
+            Ok(("lex", "eu-west-2")),
+        ),
+        (
+            "bedrock-runtime.us-west-2.amazonaws.com",
+            Ok(("bedrock", "us-west-2")),
+        ),
+        (
+            "bedrock-agent-runtime.us-east-1.amazonaws.com",
+            Ok(("bedrock", "us-east-1")),
+        ),
+        (
+            "bedrock-agent.us-east-1.amazonaws.com",
+            Ok(("bedrock", "us-east-1")),
+        ),
+        (
+            "bedrock-runtime-fips.us-east-1.amazonaws.com",
+            Ok(("bedrock", "us-east-1")),
+        ),
+        (
+            "data.iot.us-east-1.amazonaws.com",
+            Ok(("iotdata", "us-east-1")),
+        ),
+        (
+            "data-ats.iot.eu-west-1.amazonaws.com",
+            Ok(("iotdata", "eu-west-1")),
+        ),
+        (
+            "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com",
+            Ok(("iotdata", "us-east-1")),
+        ),
+        ("iot.us-east-1.amazonaws.com", Ok(("iot", "us-east-1"))),
+        (
+            "data.jobs.iot.us-east-1.amazonaws.com",
+            Ok(("iot-jobs-data", "us-east-1")),
+        ),
+        (
+            "data-jobs.iot.us-east-1.amazonaws.com",
+            Ok(("iot-jobs-data", "us-east-1")),
+        ),
+        (
+            "api.tunneling.iot.us-east-1.amazonaws.com",
+            Ok(("iotsecuredtunneling", "us-east-1")),
+        ),
+        (
+            "data.iotevents.us-east-1.amazonaws.com",
+            Ok(("ioteventsdata", "us-east-1")),
+        ),
+        (
+            "aps-workspaces.us-east-1.amazonaws.com",
+            Ok(("aps", "us-east-1")),
+        ),
+        ("aps.us-east-1.amazonaws.com", Ok(("aps", "us-east-1"))),
+        (
+            "streams.dynamodb.us-east-1.amazonaws.com",
+            Ok(("dynamodb", "us-east-1")),
+        ),
+        ("api.ecr.us-east-1.amazonaws.com", Ok(("ecr", "us-east-1"))),
+        (
+            "api.pricing.us-east-1.amazonaws.com",
+            Ok(("pricing", "us-east-1")),
+        ),
+        (
+            "sync-states.us-east-1.amazonaws.com",
+            Ok(("states", "us-east-1")),
+        ),
+        (
+            "metering.marketplace.us-east-1.amazonaws.com",
+            Ok(("aws-marketplace", "us-east-1")),
+        ),
+        (
+            "abcdefghij.appsync-api.eu-west-1.amazonaws.com",
+            Ok(("appsync", "eu-west-1")),
+        ),
+        // S3 shapes.
+        ("s3.us-east-2.amazonaws.com", Ok(("s3", "us-east-2"))),
+        ("bucket.s3.us-east-2.amazonaws.com", Ok(("s3", "us-east-2"))),
+        (
+            "my.dotted.bucket.s3.eu-west-3.amazonaws.com",
+            Ok(("s3", "eu-west-3")),
+        ),
+        (
+            "us-west-1.s3.us-east-2.amazonaws.com",
+            Ok(("s3", "us-east-2")),
+        ),
+        (
+            "s3.dualstack.eu-west-1.amazonaws.com",
+            Ok(("s3", "eu-west-1")),
+        ),
+        (
+            "bucket.s3.dualstack.ap-south-1.amazonaws.com",
+            Ok(("s3", "ap-south-1")),
+        ),
+        ("s3-fips.us-east-1.amazonaws.com", Ok(("s3", "us-east-1"))),
+        (
+            "s3-fips.dualstack.us-east-2.amazonaws.com",
+            Ok(("s3", "us-east-2")),
+        ),
+        (
+            "bucket.s3-fips.dualstack.us-gov-west-1.amazonaws.com",
+            Ok(("s3", "us-gov-west-1")),
+        ),
+        ("s3.amazonaws.com", Ok(("s3", "us-east-1"))),
+        ("bucket.s3.amazonaws.com", Ok(("s3", "us-east-1"))),
+        ("s3-us-west-2.amazonaws.com", Ok(("s3", "us-west-2"))),
+        ("bucket.s3-eu-west-1.amazonaws.com", Ok(("s3", "eu-west-1"))),
+        (
+            "s3-fips-us-gov-west-1.amazonaws.com",
+            Ok(("s3", "us-gov-west-1")),
+        ),
+        ("s3-external-1.amazonaws.com", Ok(("s3", "us-east-1"))),
+        (
+            "ap-111122223333.s3-accesspoint.us-west-2.amazonaws.com",
+            Ok(("s3", "us-west-2")),
+        ),
+        (
+            "111122223333.s3-control.us-west-2.amazonaws.com",
+            Ok(("s3", "us-west-2")),
+        ),
+        (
+            "bucket.vpce-1a2b3c4d-5e6f.s3.us-east-1.vpce.amazonaws.com",
+            Ok(("s3", "us-east-1")),
+        ),
+        ("s3.cn-north-1.amazonaws.com.cn", Ok(("s3", "cn-north-1"))),
+        // FIPS.
+        ("sqs-fips.us-east-1.amazonaws.com", Ok(("sqs", "us-east-1"))),
+        ("kms-fips.us-west-2.amazonaws.com", Ok(("kms", "us-west-2"))),
+        (
+            "dynamodb-fips.us-gov-west-1.amazonaws.com",
+            Ok(("dynamodb", "us-gov-west-1")),
+        ),
+        (
+            "fips.dynamodb.us-east-1.amazonaws.com",
+            Ok(("dynamodb", "us-east-1")),
+        ),
+        // OpenSearch.
+        (
+            "search-logs-abc123.us-west-2.es.amazonaws.com",
+            Ok(("es", "us-west-2")),
+        ),
+        (
+            "vpc-logs-abc123.eu-west-1.es.amazonaws.com",
+            Ok(("es", "eu-west-1")),
+        ),
+        (
+            "search-d.cn-northwest-1.es.amazonaws.com.cn",
+            Ok(("es", "cn-northwest-1")),
+        ),
+        (
+            "search-logs-abc.aos.us-east-1.on.aws",
+            Ok(("es", "us-east-1")),
+        ),
+        (
+            "abc123xyz.us-east-1.aoss.amazonaws.com",
+            Ok(("aoss", "us-east-1")),
+        ),
+        // API Gateway, Lambda URLs, Neptune, interface endpoints.
+        (
+            "a1b2c3.execute-api.eu-central-1.amazonaws.com",
+            Ok(("execute-api", "eu-central-1")),
+        ),
+        (
+            "vpce-0abc-123.execute-api.us-east-1.vpce.amazonaws.com",
+            Ok(("execute-api", "us-east-1")),
+        ),
+        (
+            "vpce-0abc-123-xyz.sqs.us-east-1.vpce.amazonaws.com",
+            Ok(("sqs", "us-east-1")),
+        ),
+        (
+            "abcdefghijklmnop.lambda-url.us-east-2.on.aws",
+            Ok(("lambda", "us-east-2")),
+        ),
+        (
+            "abcdefghijklmnop.lambda-url.ap-southeast-7.on.aws",
+            Ok(("lambda", "ap-southeast-7")),
+        ),
+        (
+            "db.cluster-abc.us-east-1.neptune.amazonaws.com",
+            Ok(("neptune-db", "us-east-1")),
+        ),
+        // Dual-stack api.aws.
+        ("sqs.us-east-1.api.aws", Ok(("sqs", "us-east-1"))),
+        (
+            "bedrock-runtime.eu-west-1.api.aws",
+            Ok(("bedrock", "eu-west-1")),
+        ),
+        ("sqs.us-gov-west-1.api.aws", Ok(("sqs", "us-gov-west-1"))),
+        // China.
+        ("sqs.cn-north-1.amazonaws.com.cn", Ok(("sqs", "cn-north-1"))),
+        (
+            "dynamodb.cn-northwest-1.amazonaws.com.cn",
+            Ok(("dynamodb", "cn-northwest-1")),
+        ),
+        (
+            "sqs.cn-north-1.api.amazonwebservices.com.cn",
+            Ok(("sqs", "cn-north-1")),
+        ),
+        ("iam.cn-north-1.amazonaws.com.cn", Ok(("iam", "cn-north-1"))),
+        ("iam.amazonaws.com.cn", Ok(("iam", "cn-north-1"))),
+        (
+            "route53.amazonaws.com.cn",
+            Ok(("route53", "cn-northwest-1")),
+        ),
+        // GovCloud.
+        (
+            "sqs.us-gov-west-1.amazonaws.com",
+            Ok(("sqs", "us-gov-west-1")),
+        ),
+        (
+            "sts.us-gov-east-1.amazonaws.com",
+            Ok(("sts", "us-gov-east-1")),
+        ),
+        ("iam.us-gov.amazonaws.com", Ok(("iam", "us-gov-west-1"))),
+        (
+            "route53.us-gov.amazonaws.com",
+            Ok(("route53", "us-gov-west-1")),
+        ),
+        // ISO partitions.
+        ("sqs.us-iso-east-1.c2s.ic.gov", Ok(("sqs", "us-iso-east-1"))),
+        ("s3.us-iso-west-1.c2s.ic.gov", Ok(("s3", "us-iso-west-1"))),
+        ("iam.c2s.ic.gov", Ok(("iam", "us-iso-east-1"))),
+        (
+            "sqs.us-isob-east-1.sc2s.sgov.gov",
+            Ok(("sqs", "us-isob-east-1")),
+        ),
+        ("iam.sc2s.sgov.gov", Ok(("iam", "us-isob-east-1"))),
+        (
+            "sqs.eu-isoe-west-1.cloud.adc-e.uk",
+            Ok(("sqs", "eu-isoe-west-1")),
+        ),
+        (
+            "sqs.us-isof-south-1.csp.hci.ic.gov",
+            Ok(("sqs", "us-isof-south-1")),
+        ),
+        ("iam.csp.hci.ic.gov", Ok(("iam", "us-isof-south-1"))),
+        // Global endpoints sign with the partition's home region.
+        ("iam.amazonaws.com", Ok(("iam", "us-east-1"))),
+        ("iam-fips.amazonaws.com", Ok(("iam", "us-east-1"))),
+        ("sts.amazonaws.com", Ok(("sts", "us-east-1"))),
+        ("route53.amazonaws.com", Ok(("route53", "us-east-1"))),
+        ("cloudfront.amazonaws.com", Ok(("cloudfront", "us-east-1"))),
+        (
+            "organizations.us-east-1.amazonaws.com",
+            Ok(("organizations", "us-east-1")),
+        ),
+        (
+            "organizations.amazonaws.com",
+            Ok(("organizations", "us-east-1")),
+        ),
+        ("shield.amazonaws.com", Ok(("shield", "us-east-1"))),
+        ("waf.amazonaws.com", Ok(("waf", "us-east-1"))),
+        (
+            "globalaccelerator.amazonaws.com",
+            Ok(("globalaccelerator", "us-west-2")),
+        ),
+        // Refused: not AWS domains.
+        ("example.com", Err("not-aws")),
+        ("127.0.0.1:9000", Err("not-aws")),
+        ("[::1]:8080", Err("not-aws")),
+        ("localhost", Err("not-aws")),
+        ("amazonaws.com.evil.example", Err("not-aws")),
+        ("sqs.us-east-1.amazonaws.com.attacker.net", Err("not-aws")),
+        ("notamazonaws.com", Err("not-aws")),
+        ("bucket.s3.us-east-1.amazonaws.co", Err("not-aws")),
+        ("d111111abcdef8.cloudfront.net", Err("not-aws")),
+        ("", Err("not-aws")),
+        // Refused: AWS domains that are customer resources or no API shape.
+        ("amazonaws.com", Err("not-aws")),
+        ("ec2-54-1-2-3.compute-1.amazonaws.com", Err("unrecognized")),
+        (
+            "ec2-54-1-2-3.us-west-2.compute.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        (
+            "my-lb-1234.us-east-1.elb.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        (
+            "mydb.abc123.us-east-1.rds.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        ("sqs.us-est-1.amazonaws.com", Err("unrecognized")),
+        ("sqs.cn-north-1.amazonaws.com", Err("unrecognized")),
+        ("sqs.us-east-1.amazonaws.com.cn", Err("unrecognized")),
+        ("sqs.us-iso-east-1.amazonaws.com", Err("unrecognized")),
+        ("us-east-1.amazonaws.com", Err("unrecognized")),
+        ("sqs..us-east-1.amazonaws.com", Err("unrecognized")),
+        ("unknownglobal.amazonaws.com", Err("unrecognized")),
+    ];
+
+    #[test]
+    fn derives_service_and_region_from_a_large_table_of_hosts() {
+        assert!(HOSTS.len() >= 80, "{} rows", HOSTS.len());
+        let mut failures = Vec::new();
+        for (host, want) in HOSTS {
+            let got = match parse_host(host) {
+                Ok(ep) => Ok((ep.service, ep.region)),
+                Err(EndpointError::NotAws(_)) => Err("not-aws"),
+                Err(EndpointError::Unrecognized { .. }) => Err("unrecognized"),
+            };
+            let want = want.map(|(s, r)| (s.to_string(), r.to_string()));
+            if got != want {
+                failures.push(format!("{host}: got {got:?}, want {want:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn knows_each_partition_of_a_parsed_host() {
+        for (host, partition) in [
+            ("sqs.us-east-1.amazonaws.com", Partition::Aws),
+            ("sqs.cn-north-1.amazonaws.com.cn", Partition::AwsCn),
+            ("sqs.us-gov-west-1.amazonaws.com", Partition::AwsUsGov),
+            ("iam.us-gov.amazonaws.com", Partition::AwsUsGov),
+            ("sqs.us-iso-east-1.c2s.ic.gov", Partition::AwsIso),
+            ("sqs.us-isob-east-1.sc2s.sgov.gov", Partition::AwsIsoB),
+            ("sqs.eu-isoe-west-1.cloud.adc-e.uk", Partition::AwsIsoE),
+            ("sqs.us-isof-south-1.csp.hci.ic.gov", Partition::AwsIsoF),
+        ] {
+            assert_eq!(parse_host(host).unwrap().partition, partition, "{host}");
+        }
+    }
+
+    #[test]
+    fn checks_region_names_by_shape() {
+        for good in [
+            "us-east-1",
+            "eu-central-2",
+            "ap-southeast-9",
+            "ca-west-1",
+            "mx-central-1",
+            "il-central-1",
+            "cn-northwest-1",
+            "us-gov-west-1",
+            "us-iso-east-1",
+            "us-isob-east-1",
+            "eu-isoe-west-1",
+            "us-isof-south-1",
+            "sa-east-12",
+        ] {
+            assert!(is_region_name(good), "{good}");
+        }
+        for bad in [
+            "us-est-1",
+            "us-east",
+            "us-east-01",
+            "us-east-123",
+            "xx-east-1",
+            "US-EAST-1",
+            "useast1",
+            "us-east-1a",
+            "aws-global",
+            "",
+            "-east-1",
+            "us--east-1",
+        ] {
+            assert!(!is_region_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn recognizes_only_aws_endpoint_domains() {
+        for host in [
+            "sqs.us-east-1.amazonaws.com",
+            "x.amazonaws.com.cn",
+            "x.api.aws",
+            "x.lambda-url.us-east-1.on.aws:443",
+            "x.c2s.ic.gov",
+            "x.sc2s.sgov.gov",
+            "x.cloud.adc-e.uk",
+            "x.csp.hci.ic.gov",
+        ] {
+            assert!(is_aws_domain(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "amazonaws.com.example.com",
+            "fakeamazonaws.com",
+            "api.aws.evil",
+            "127.0.0.1",
+        ] {
+            assert!(!is_aws_domain(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn gives_each_partition_its_home_region() {
+        for (partition, home) in [
+            (Partition::Aws, "us-east-1"),
+            (Partition::AwsCn, "cn-north-1"),
+            (Partition::AwsUsGov, "us-gov-west-1"),
+        ] {
+            assert_eq!(partition.home_region(), home);
+            assert_eq!(Partition::of_region(home), Some(partition));
+        }
+    }
 }

@@ -1,3 +1,574 @@
 //! Route table and AWS endpoint knowledge.
+//!
+//! [`RouteTable`] is built once from validated [`Settings`] (and rebuilt on
+//! reload); [`RouteTable::resolve`] maps a request's Host and path to a
+//! [`Target`]. Configured routes are tried in order, first match wins; when
+//! none matches and `defaults.aws_host_routing` is on, a Host under an AWS
+//! endpoint domain is routed to itself with the service and region its shape
+//! implies ([`endpoint::parse_host`]). Any other Host is refused
+//! ([`RouteError::UnknownHost`]) because signing for it would hand the
+//! credentials' session token to that host.
+//!
+//! How the proxy uses a [`Target`]:
+//! - forward to `{target.scheme}://{target.authority}{target.path}` plus the
+//!   request's query as the client sent it, with `Host: {target.authority}`;
+//! - sign for `target.service` / `target.region` (the `host` header signed is
+//!   `target.sign_host` when set), leaving out headers that
+//!   `target.policy.sign_headers_exclude` matches, after removing those
+//!   `target.policy.strip_headers` matches and adding `target.policy.custom_headers`;
+//! - pick the body mode from `target.policy.payload` (for [`PayloadMode::Auto`],
+//!   S3 is `target.service == "s3"`) with cap `target.policy.body_cap`;
+//! - sign with the credentials of `target.policy.credentials`, assuming
+//!   `target.policy.role_arn` when set;
+//! - hand `target.policy.upstream` (retries, timeouts, limits) and
+//!   `target.route` (the name for logs and metrics) to the upstream client.
+//!
+//! ```
+//! use signet::config::{ConfigFormat, Settings};
+//! use signet::routing::RouteTable;
+//!
+//! let settings = Settings::from_str(r#"
+//!     [[routes]]
+//!     name = "local-s3"
+//!     path_prefix = "/s3"
+//!     strip_prefix = true
+//!     upstream = "http://127.0.0.1:9000"
+//!     service = "s3"
+//!     region = "us-east-1"
+//! "#, ConfigFormat::Toml).unwrap();
+//! let table = RouteTable::new(&settings);
+//!
+//! let t = table.resolve(Some("127.0.0.1:8080"), "/s3/bucket/key").unwrap();
+//! assert_eq!((&*t.route, &*t.authority, t.path.as_str()), ("local-s3", "127.0.0.1:9000", "/bucket/key"));
+//!
+//! let t = table.resolve(Some("sqs.eu-west-1.amazonaws.com"), "/").unwrap();
+//! assert_eq!((&*t.route, &*t.service, &*t.region), ("aws:sqs", "sqs", "eu-west-1"));
+//!
+//! assert!(table.resolve(Some("attacker.example"), "/").is_err());
+//! ```
 
 pub mod endpoint;
+
+use std::sync::Arc;
+
+use crate::config::{CustomHeaders, HeaderPatterns, PayloadMode, RouteSettings, Settings};
+use endpoint::EndpointError;
+
+/// Everything about a route that is the same for all its requests; shared by `Arc`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetPolicy {
+    /// Payload mode.
+    pub payload: PayloadMode,
+    /// Largest body a signed payload buffers, in bytes (413 past it).
+    pub body_cap: u64,
+    /// Headers forwarded but left out of the signature.
+    pub sign_headers_exclude: HeaderPatterns,
+    /// Headers removed from the request before signing.
+    pub strip_headers: HeaderPatterns,
+    /// Headers added to the request (signed like the rest).
+    pub custom_headers: CustomHeaders,
+    /// The credential source to sign with.
+    pub credentials: Arc<str>,
+    /// A role to assume with that source's credentials.
+    pub role_arn: Option<Arc<str>>,
+    /// Retries, timeouts and load-shedding limits for the upstream client.
+    pub upstream: Arc<crate::upstream::RoutePolicy>,
+}
+
+/// Where and how one request goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The route's name for logs and metrics; host-routed requests read `aws:<service>`.
+    pub route: Arc<str>,
+    /// Whether this came from host-based AWS routing rather than a configured route.
+    pub host_routed: bool,
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// `host[:port]` to connect to and to send as Host.
+    pub authority: Arc<str>,
+    /// The host to sign instead of `authority` (aws-sigv4-proxy's `--sign-host`).
+    pub sign_host: Option<Arc<str>>,
+    /// The path to send: the upstream's base path plus the request path after
+    /// `strip_prefix`; always starts with `/`. The query is not part of it.
+    pub path: String,
+    /// Signing name.
+    pub service: Arc<str>,
+    /// Signing region.
+    pub region: Arc<str>,
+    /// The route's shared policy.
+    pub policy: Arc<TargetPolicy>,
+}
+
+/// Why a request has no target. The proxy answers 404 for
+/// [`RouteError::NoRoute`] and 403 for [`RouteError::UnknownHost`], with the
+/// message as the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// Nothing matches; the reason is one line.
+    #[error("no route: {reason}")]
+    NoRoute {
+        /// Why, in one line.
+        reason: String,
+    },
+    /// The Host is neither a configured route nor an AWS endpoint domain.
+    #[error("host {host} is neither a configured route nor an AWS endpoint; signet does not sign requests for it")]
+    UnknownHost {
+        /// The Host as received.
+        host: String,
+    },
+}
+
+impl RouteError {
+    /// The HTTP status the proxy answers with: 404 or 403.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            RouteError::NoRoute { .. } => http::StatusCode::NOT_FOUND,
+            RouteError::UnknownHost { .. } => http::StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CompiledRoute {
+    name: Arc<str>,
+    /// Host name, lowercase, without port.
+    host: Option<String>,
+    /// Port the host matcher requires, when it named one.
+    host_port: Option<String>,
+    path_prefix: Option<String>,
+    strip_prefix: Option<String>,
+    scheme: http::uri::Scheme,
+    authority: Arc<str>,
+    base_path: String,
+    sign_host: Option<Arc<str>>,
+    service: Arc<str>,
+    region: Arc<str>,
+    policy: Arc<TargetPolicy>,
+}
+
+/// The routes of one configuration generation; immutable, cheap to share by `Arc`.
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<CompiledRoute>,
+    /// The policy host-routed requests use; `None` when host routing is off.
+    host_policy: Option<Arc<TargetPolicy>>,
+}
+
+impl RouteTable {
+    /// Builds the table from validated settings.
+    pub fn new(settings: &Settings) -> RouteTable {
+        let routes = settings.routes.iter().map(compile).collect();
+        let d = &settings.defaults;
+        let host_policy = d.aws_host_routing.then(|| {
+            Arc::new(TargetPolicy {
+                payload: d.payload,
+                body_cap: d.body_cap,
+                sign_headers_exclude: d.sign_headers_exclude.clone(),
+                strip_headers: d.strip_headers.clone(),
+                custom_headers: d.custom_headers.clone(),
+                credentials: d.credentials.as_str().into(),
+                role_arn: d.role_arn.as_deref().map(Arc::from),
+                upstream: Arc::new(d.policy.clone()),
+            })
+        });
+        RouteTable {
+            routes,
+            host_policy,
+        }
+    }
+
+    /// The number of configured routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no configured routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Every `(credentials source, role_arn)` the table can sign with, for
+    /// readiness: each must hold valid credentials.
+    pub fn credential_sources(&self) -> Vec<(Arc<str>, Option<Arc<str>>)> {
+        let mut out: Vec<(Arc<str>, Option<Arc<str>>)> = self
+            .routes
+            .iter()
+            .map(|r| &r.policy)
+            .chain(self.host_policy.iter())
+            .map(|p| (p.credentials.clone(), p.role_arn.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Resolves a request. `host` is the Host header (or `:authority`), with or
+    /// without port; `path` is the request path without the query.
+    pub fn resolve(&self, host: Option<&str>, path: &str) -> Result<Target, RouteError> {
+        let host = host.map(str::trim).filter(|h| !h.is_empty());
+        let (host_name, host_port) = match host {
+            Some(h) => split_port(h),
+            None => (None, None),
+        };
+        for route in &self.routes {
+            if let Some(want) = &route.host {
+                match host_name {
+                    Some(name) if name.eq_ignore_ascii_case(want) => {}
+                    _ => continue,
+                }
+                if let Some(port) = &route.host_port {
+                    if host_port != Some(port.as_str()) {
+                        continue;
+                    }
+                }
+            }
+            if let Some(prefix) = &route.path_prefix {
+                if !segment_prefix(prefix, path) {
+                    continue;
+                }
+            }
+            return Ok(route.target(path));
+        }
+
+        let Some(host) = host else {
+            return Err(RouteError::NoRoute {
+                reason: format!(
+                    "no route matches path {} and the request has no Host header",
+                    printable(path)
+                ),
+            });
+        };
+        let Some(policy) = &self.host_policy else {
+            return Err(RouteError::NoRoute {
+                reason: format!(
+                    "no route matches host {} and path {} (host-based AWS routing is off)",
+                    printable(host),
+                    printable(path)
+                ),
+            });
+        };
+        match endpoint::parse_host(host) {
+            Ok(ep) => {
+                let authority: Arc<str> = host_name.unwrap_or(host).to_ascii_lowercase().into();
+                Ok(Target {
+                    route: format!("aws:{}", ep.service).into(),
+                    host_routed: true,
+                    scheme: http::uri::Scheme::HTTPS,
+                    authority,
+                    sign_host: None,
+                    path: if path.is_empty() {
+                        "/".into()
+                    } else {
+                        path.to_string()
+                    },
+                    service: ep.service.into(),
+                    region: ep.region.into(),
+                    policy: policy.clone(),
+                })
+            }
+            Err(EndpointError::NotAws(_)) => Err(RouteError::UnknownHost {
+                host: printable(host).into_owned(),
+            }),
+            Err(e @ EndpointError::Unrecognized { .. }) => Err(RouteError::NoRoute {
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+impl CompiledRoute {
+    fn target(&self, path: &str) -> Target {
+        let rest = match &self.strip_prefix {
+            Some(prefix) if segment_prefix(prefix, path) => &path[prefix.len()..],
+            _ => path,
+        };
+        let mut forward = String::with_capacity(self.base_path.len() + rest.len() + 1);
+        forward.push_str(&self.base_path);
+        if !rest.is_empty() && !rest.starts_with('/') {
+            forward.push('/');
+        }
+        forward.push_str(rest);
+        if forward.is_empty() {
+            forward.push('/');
+        }
+        Target {
+            route: self.name.clone(),
+            host_routed: false,
+            scheme: self.scheme.clone(),
+            authority: self.authority.clone(),
+            sign_host: self.sign_host.clone(),
+            path: forward,
+            service: self.service.clone(),
+            region: self.region.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+fn compile(route: &RouteSettings) -> CompiledRoute {
+    let (host, host_port) = match route.host.as_deref() {
+        Some(h) => {
+            let (name, port) = split_port(h);
+            (name.map(str::to_ascii_lowercase), port.map(str::to_string))
+        }
+        None => (None, None),
+    };
+    CompiledRoute {
+        name: route.name.as_str().into(),
+        host,
+        host_port,
+        path_prefix: route.path_prefix.clone(),
+        strip_prefix: route.strip_prefix.clone(),
+        scheme: route.upstream.scheme.clone(),
+        authority: route.upstream.authority.as_str().into(),
+        base_path: route.upstream.base_path.clone(),
+        sign_host: route.sign_host.as_deref().map(Arc::from),
+        service: route.service.as_str().into(),
+        region: route.region.as_str().into(),
+        policy: Arc::new(TargetPolicy {
+            payload: route.payload,
+            body_cap: route.body_cap,
+            sign_headers_exclude: route.sign_headers_exclude.clone(),
+            strip_headers: route.strip_headers.clone(),
+            custom_headers: route.custom_headers.clone(),
+            credentials: route.credentials.as_str().into(),
+            role_arn: route.role_arn.as_deref().map(Arc::from),
+            upstream: Arc::new(route.policy.clone()),
+        }),
+    }
+}
+
+/// Splits `host[:port]` (IPv6 literals in brackets kept whole).
+fn split_port(host: &str) -> (Option<&str>, Option<&str>) {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => {
+                let port = host[end + 1..].strip_prefix(':');
+                (Some(&host[..=end]), port)
+            }
+            None => (Some(host), None),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => (Some(name), Some(port)),
+        None => (Some(host), None),
+    }
+}
+
+/// Whether `prefix` is `path` or a whole-segment prefix of it.
+fn segment_prefix(prefix: &str, path: &str) -> bool {
+    path == prefix
+        || (path.starts_with(prefix)
+            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+}
+
+/// A client-supplied value shortened and stripped of control characters for messages.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 200;
+    if text.len() <= MAX && !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(MAX).collect();
+    if text.len() > MAX {
+        out.push('…');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigFormat;
+
+    fn table(toml: &str) -> RouteTable {
+        RouteTable::new(&Settings::from_str(toml, ConfigFormat::Toml).unwrap())
+    }
+
+    const ROUTES: &str = r#"
+        [credentials.search]
+        kind = "environment"
+
+        [[routes]]
+        name = "search"
+        path_prefix = "/search"
+        strip_prefix = true
+        upstream = "https://search-logs-abc.us-west-2.es.amazonaws.com"
+        credentials = "search"
+        body_cap = "1MiB"
+        custom_headers = { "x-tenant" = "blue" }
+
+        [[routes]]
+        name = "by-host"
+        host = "metrics.internal"
+        upstream = "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1"
+        role_arn = "arn:aws:iam::111122223333:role/writer"
+        retry = { max_attempts = 5 }
+
+        [[routes]]
+        name = "local"
+        path_prefix = "/local/"
+        upstream = "http://127.0.0.1:9000"
+        service = "s3"
+        region = "us-east-1"
+        payload = "unsigned"
+    "#;
+
+    #[test]
+    fn first_matching_route_wins_and_strips_its_prefix() {
+        let t = table(ROUTES);
+        let target = t
+            .resolve(Some("metrics.internal"), "/search/_search")
+            .unwrap();
+        assert_eq!(&*target.route, "search");
+        assert_eq!(target.scheme, http::uri::Scheme::HTTPS);
+        assert_eq!(
+            &*target.authority,
+            "search-logs-abc.us-west-2.es.amazonaws.com"
+        );
+        assert_eq!(target.path, "/_search");
+        assert_eq!((&*target.service, &*target.region), ("es", "us-west-2"));
+        assert_eq!(&*target.policy.credentials, "search");
+        assert_eq!(target.policy.body_cap, 1 << 20);
+        assert!(!target.host_routed);
+        let headers: Vec<_> = target.policy.custom_headers.iter().collect();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[0].0.as_str(), "x-tenant");
+
+        let root = t.resolve(None, "/search").unwrap();
+        assert_eq!(root.path, "/");
+    }
+
+    #[test]
+    fn path_prefix_matches_whole_segments_only() {
+        let t = table(ROUTES);
+        assert_eq!(&*t.resolve(None, "/local").unwrap().route, "local");
+        assert_eq!(&*t.resolve(None, "/local/b/k").unwrap().route, "local");
+        assert_eq!(t.resolve(None, "/local/b/k").unwrap().path, "/local/b/k");
+        assert!(matches!(
+            t.resolve(None, "/localx"),
+            Err(RouteError::NoRoute { .. })
+        ));
+        assert!(matches!(
+            t.resolve(None, "/searching"),
+            Err(RouteError::NoRoute { .. })
+        ));
+    }
+
+    #[test]
+    fn host_route_matches_case_insensitively_with_any_port_and_keeps_base_path() {
+        let t = table(ROUTES);
+        let target = t
+            .resolve(Some("Metrics.Internal:8080"), "/api/v1/remote_write")
+            .unwrap();
+        assert_eq!(&*target.route, "by-host");
+        assert_eq!(target.path, "/workspaces/ws-1/api/v1/remote_write");
+        assert_eq!((&*target.service, &*target.region), ("aps", "us-east-1"));
+        assert_eq!(
+            target.policy.role_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/writer")
+        );
+        assert_eq!(target.policy.upstream.retry.max_attempts, 5);
+        // Unset fields of a partial override keep the defaults.
+        assert_eq!(
+            target.policy.upstream.retry.max_backoff,
+            crate::upstream::RetrySettings::default().max_backoff
+        );
+    }
+
+    #[test]
+    fn routes_unmatched_aws_hosts_to_themselves() {
+        let t = table(ROUTES);
+        let target = t
+            .resolve(Some("bucket.s3.eu-west-1.amazonaws.com:443"), "/key")
+            .unwrap();
+        assert!(target.host_routed);
+        assert_eq!(&*target.route, "aws:s3");
+        assert_eq!(&*target.authority, "bucket.s3.eu-west-1.amazonaws.com");
+        assert_eq!(target.scheme, http::uri::Scheme::HTTPS);
+        assert_eq!((&*target.service, &*target.region), ("s3", "eu-west-1"));
+        assert_eq!(target.path, "/key");
+        assert_eq!(&*target.policy.credentials, "default");
+    }
+
+    #[test]
+    fn refuses_unknown_hosts_with_403_and_unparsable_aws_hosts_with_404() {
+        let t = table(ROUTES);
+        let e = t.resolve(Some("attacker.example:80"), "/").unwrap_err();
+        assert_eq!(
+            e,
+            RouteError::UnknownHost {
+                host: "attacker.example:80".into()
+            }
+        );
+        assert_eq!(e.status(), http::StatusCode::FORBIDDEN);
+        let e = t
+            .resolve(Some("my-lb.us-east-1.elb.amazonaws.com"), "/")
+            .unwrap_err();
+        assert!(matches!(e, RouteError::NoRoute { .. }), "{e:?}");
+        assert_eq!(e.status(), http::StatusCode::NOT_FOUND);
+        let e = t.resolve(None, "/nothing").unwrap_err();
+        assert!(e.to_string().contains("no Host header"), "{e}");
+    }
+
+    #[test]
+    fn host_routing_off_answers_no_route() {
+        let t = table("[defaults]\naws_host_routing = false\n");
+        let e = t
+            .resolve(Some("sqs.us-east-1.amazonaws.com"), "/")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("host-based AWS routing is off"),
+            "{e}"
+        );
+        assert_eq!(e.status(), http::StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn reason_strings_are_one_line_and_bounded() {
+        let t = table("[defaults]\naws_host_routing = false\n");
+        let long = format!("/{}\n{}", "a".repeat(500), "b");
+        let e = t.resolve(Some("x\r\ny"), &long).unwrap_err().to_string();
+        assert!(!e.contains('\n') && !e.contains('\r'), "{e}");
+        assert!(e.len() < 600, "{}", e.len());
+    }
+
+    #[test]
+    fn lists_every_credentials_source_and_role_in_use() {
+        let t = table(ROUTES);
+        let sources: Vec<(String, Option<String>)> = t
+            .credential_sources()
+            .into_iter()
+            .map(|(s, r)| (s.to_string(), r.map(|r| r.to_string())))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("default".into(), None),
+                (
+                    "default".into(),
+                    Some("arn:aws:iam::111122223333:role/writer".into())
+                ),
+                ("search".into(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn strip_prefix_string_removes_only_that_prefix() {
+        let t = table(
+            r#"
+            [[routes]]
+            name = "api"
+            path_prefix = "/api/v1"
+            strip_prefix = "/api"
+            upstream = "http://127.0.0.1:9000/base/"
+            service = "execute-api"
+            region = "eu-west-1"
+            "#,
+        );
+        let target = t.resolve(Some("localhost"), "/api/v1/items").unwrap();
+        assert_eq!(target.path, "/base/v1/items");
+        assert_eq!(&*target.authority, "127.0.0.1:9000");
+        assert_eq!(target.scheme, http::uri::Scheme::HTTP);
+    }
+}
