@@ -331,7 +331,7 @@ fn verify(parts: &http::request::Parts, body: &[u8], keys: &Keyring) -> Result<V
             .headers
             .get_all(name.as_str())
             .iter()
-            .map(|v| v.to_str().unwrap_or(""))
+            .map(|v| std::str::from_utf8(v.as_bytes()).unwrap_or(""))
             .collect();
         if values.is_empty() && name != "host" {
             return Err(format!("signed header {name} is missing"));

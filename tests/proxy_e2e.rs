@@ -1,0 +1,516 @@
+//! End to end through the real `signet` binary: unsigned requests in, requests
+//! out that an independent verifier (the `aws-sigv4` crate) accepts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+
+fn s3_config(up: &Upstream, extra: &str) -> String {
+    one_route_config(&up.url(), "s3", "us-east-1", extra)
+}
+
+fn assert_no_rejections(up: &Upstream) {
+    assert!(
+        up.rejected().is_empty(),
+        "upstream rejected: {:#?}",
+        up.rejected()
+    );
+}
+
+#[tokio::test]
+async fn signs_non_s3_post_that_the_verifier_accepts() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&one_route_config(&up.url(), "dynamodb", "eu-west-1", ""));
+    let body = r#"{"TableName":"t"}"#;
+    let req = Request::post(format!("{}/", signet.url()))
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", "DynamoDB_20120810.DescribeTable")
+        .body(full(body))
+        .unwrap();
+    let (status, headers, out) = send(req).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&out));
+    assert_no_rejections(&up);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].service, "dynamodb");
+    assert_eq!(seen[0].region, "eu-west-1");
+    assert_eq!(seen[0].access_key_id, AKID);
+    assert_eq!(&seen[0].body[..], body.as_bytes());
+    for h in [
+        "content-type",
+        "x-amz-target",
+        "host",
+        "x-amz-date",
+        "x-amz-security-token",
+    ] {
+        assert!(
+            seen[0].signed_headers.iter().any(|s| s == h),
+            "{h} unsigned"
+        );
+    }
+    assert_eq!(headers.get("x-amzn-requestid").unwrap(), "req-0001");
+}
+
+#[tokio::test]
+async fn signs_s3_requests_with_content_sha256() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&s3_config(&up, ""));
+    let (status, _, _) = get(&format!("{}/bucket/key.txt?versionId=3", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    let req = Request::put(format!("{}/bucket/small.bin", signet.url()))
+        .body(full(vec![7u8; 1024]))
+        .unwrap();
+    assert_eq!(send(req).await.0, StatusCode::OK);
+    assert_no_rejections(&up);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    let sha = seen[1].headers.get("x-amz-content-sha256").unwrap();
+    assert_eq!(
+        sha.to_str().unwrap(),
+        hex::encode(Sha256::digest(vec![7u8; 1024]))
+    );
+    assert!(seen[0]
+        .signed_headers
+        .iter()
+        .any(|h| h == "x-amz-content-sha256"));
+}
+
+#[tokio::test]
+async fn forwards_tricky_paths_queries_and_headers_byte_for_byte() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&one_route_config(&up.url(), "execute-api", "us-west-2", ""));
+    let s3up = Upstream::start().await;
+    let s3 = Signet::start(&s3_config(&s3up, ""));
+    let paths = [
+        "/a/b/../c//d/./e",
+        "/%E2%82%AC/caf%C3%A9/%20space",
+        "/reserved/!$&'()*+,;=:@",
+        "/percent/%2F%25%3F",
+        "/q?b=2&a=1&a=0&empty=&novalue&%E2%82%AC=%E2%82%AC&plus=a+b&sl=a%2Fb",
+        "/tilde~and-dash_dot.",
+    ];
+    for path in paths {
+        for (sig, up) in [(&signet, &up), (&s3, &s3up)] {
+            let req = Request::get(format!("{}{}", sig.url(), path))
+                .header("x-custom", "  odd    inner   spaces  ")
+                .header("x-repeat", "one")
+                .header("x-repeat", "two")
+                .header("x-amz-meta-name", "café")
+                .header("user-agent", "legacy-app/1.0")
+                .body(full(Bytes::new()))
+                .unwrap();
+            let (status, _, body) = send(req).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{path}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            let last = up.seen().pop().unwrap();
+            assert_eq!(
+                last.path_and_query, path,
+                "path and query must travel as sent"
+            );
+            let repeats: Vec<_> = last.headers.get_all("x-repeat").iter().collect();
+            assert_eq!(repeats, ["one", "two"]);
+            assert!(!last.signed_headers.iter().any(|h| h == "user-agent"));
+            assert!(last.signed_headers.iter().any(|h| h == "x-amz-meta-name"));
+        }
+    }
+    assert_no_rejections(&up);
+    assert_no_rejections(&s3up);
+}
+
+#[tokio::test]
+async fn handles_empty_one_mib_and_over_cap_bodies() {
+    let up = Upstream::start().await;
+    let cfg = one_route_config(&up.url(), "es", "us-west-2", "body_cap = \"1MiB\"");
+    let signet = Signet::start(&cfg);
+    for size in [0usize, 1024 * 1024] {
+        let body = vec![b'x'; size];
+        let req = Request::post(format!("{}/_bulk", signet.url()))
+            .body(full(body.clone()))
+            .unwrap();
+        let (status, _, _) = send(req).await;
+        assert_eq!(status, StatusCode::OK, "size {size}");
+        assert_eq!(up.seen().last().unwrap().body.len(), size);
+    }
+    let before = up.seen().len();
+    let req = Request::post(format!("{}/_bulk", signet.url()))
+        .body(full(vec![b'x'; 1024 * 1024 + 1]))
+        .unwrap();
+    let (status, headers, body) = send(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(headers.get("x-signet-error").unwrap(), "body_too_large");
+    assert!(
+        String::from_utf8_lossy(&body).contains("1048576"),
+        "names the cap"
+    );
+    assert_eq!(up.seen().len(), before, "nothing forwarded");
+    assert_no_rejections(&up);
+}
+
+/// A body of unknown length, sent frame by frame.
+fn streamed(frames: usize, frame_size: usize) -> UpBody {
+    let stream = futures_util::stream::iter((0..frames).map(move |i| {
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![
+            (i % 251) as u8;
+            frame_size
+        ])))
+    }));
+    http_body_util::StreamBody::new(stream).boxed()
+}
+
+#[tokio::test]
+async fn streams_large_s3_uploads_with_unsigned_payload() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&s3_config(&up, ""));
+    let req = Request::put(format!("{}/bucket/big.bin", signet.url()))
+        .body(streamed(64, 64 * 1024))
+        .unwrap();
+    let (status, _, _) = send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = up.seen().pop().unwrap();
+    assert_eq!(seen.body.len(), 64 * 64 * 1024);
+    assert_eq!(
+        seen.headers.get("x-amz-content-sha256").unwrap(),
+        "UNSIGNED-PAYLOAD"
+    );
+    assert_no_rejections(&up);
+}
+
+fn crc32_b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(data).to_be_bytes())
+}
+
+#[tokio::test]
+async fn passes_unsigned_aws_chunked_uploads_with_crc32_trailer_byte_identical() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&s3_config(&up, ""));
+    let data = vec![42u8; 100_000];
+    let mut wire = Vec::new();
+    for chunk in data.chunks(65536) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(
+        format!("0\r\nx-amz-checksum-crc32:{}\r\n\r\n", crc32_b64(&data)).as_bytes(),
+    );
+    let req = Request::put(format!("{}/bucket/chunked.bin", signet.url()))
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+        .header("x-amz-decoded-content-length", data.len().to_string())
+        .header("x-amz-trailer", "x-amz-checksum-crc32")
+        .header("content-length", wire.len().to_string())
+        .body(full(wire.clone()))
+        .unwrap();
+    let (status, _, _) = send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_no_rejections(&up);
+    let seen = up.seen().pop().unwrap();
+    assert_eq!(
+        &seen.body[..],
+        &wire[..],
+        "aws-chunked body must arrive byte-identical"
+    );
+    assert_eq!(
+        seen.headers.get("x-amz-content-sha256").unwrap(),
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    );
+    for h in [
+        "x-amz-trailer",
+        "x-amz-decoded-content-length",
+        "content-encoding",
+    ] {
+        assert!(
+            seen.signed_headers.iter().any(|s| s == h),
+            "{h} must be signed"
+        );
+    }
+}
+
+/// Checks every chunk signature of a signed aws-chunked body with an
+/// independent implementation (hmac + sha2 here, not signet's signer).
+fn verify_chunk_chain(seen: &Seen, secret: &str) -> (Vec<u8>, Vec<(String, String)>) {
+    use hmac::{Hmac, Mac};
+    type H = Hmac<Sha256>;
+    fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut m = H::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    }
+    let auth = seen.headers.get("authorization").unwrap().to_str().unwrap();
+    let mut previous = auth.rsplit("Signature=").next().unwrap().to_string();
+    let date = seen
+        .headers
+        .get("x-amz-date")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        &date[..8],
+        seen.region,
+        seen.service
+    );
+    let mut key = mac(format!("AWS4{secret}").as_bytes(), date[..8].as_bytes());
+    for part in [seen.region.as_str(), seen.service.as_str(), "aws4_request"] {
+        key = mac(&key, part.as_bytes());
+    }
+    let empty = hex::encode(Sha256::digest(b""));
+    let body = &seen.body[..];
+    let mut pos = 0;
+    let mut data = Vec::new();
+    loop {
+        let end = pos + body[pos..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let header = std::str::from_utf8(&body[pos..end]).unwrap();
+        let (size, sig) = header.split_once(";chunk-signature=").unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        let chunk = &body[end + 2..end + 2 + size];
+        let sts = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{date}\n{scope}\n{previous}\n{empty}\n{}",
+            hex::encode(Sha256::digest(chunk))
+        );
+        let expected = hex::encode(mac(&key, sts.as_bytes()));
+        assert_eq!(sig, expected, "chunk signature");
+        previous = expected;
+        data.extend_from_slice(chunk);
+        pos = end + 2 + size;
+        if size == 0 {
+            break;
+        }
+        assert_eq!(&body[pos..pos + 2], b"\r\n");
+        pos += 2;
+    }
+    let mut trailers = Vec::new();
+    let mut canonical = String::new();
+    for line in std::str::from_utf8(&body[pos..])
+        .unwrap()
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+    {
+        let (k, v) = line.split_once(':').unwrap();
+        if k == "x-amz-trailer-signature" {
+            let sts = format!(
+                "AWS4-HMAC-SHA256-TRAILER\n{date}\n{scope}\n{previous}\n{}",
+                hex::encode(Sha256::digest(canonical.as_bytes()))
+            );
+            assert_eq!(
+                v,
+                hex::encode(mac(&key, sts.as_bytes())),
+                "trailer signature"
+            );
+        } else {
+            canonical.push_str(&format!("{k}:{v}\n"));
+        }
+        trailers.push((k.to_string(), v.to_string()));
+    }
+    (data, trailers)
+}
+
+#[tokio::test]
+async fn resigns_client_signed_aws_chunked_uploads_chunk_by_chunk() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&s3_config(&up, ""));
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+    let fake = "f".repeat(64);
+    let mut wire = Vec::new();
+    for chunk in data.chunks(65536) {
+        wire.extend_from_slice(format!("{:x};chunk-signature={fake}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    let crc = crc32_b64(&data);
+    wire.extend_from_slice(format!("0;chunk-signature={fake}\r\nx-amz-checksum-crc32:{crc}\r\nx-amz-trailer-signature:{fake}\r\n\r\n").as_bytes());
+    let req = Request::put(format!("{}/bucket/signed-chunks.bin", signet.url()))
+        .header("content-encoding", "aws-chunked")
+        .header(
+            "x-amz-content-sha256",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        )
+        .header("x-amz-decoded-content-length", data.len().to_string())
+        .header("x-amz-trailer", "x-amz-checksum-crc32")
+        .header("content-length", wire.len().to_string())
+        .body(full(wire.clone()))
+        .unwrap();
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_no_rejections(&up);
+    let seen = up.seen().pop().unwrap();
+    assert_eq!(seen.body.len(), wire.len(), "framing length is kept");
+    let (decoded, trailers) = verify_chunk_chain(&seen, SECRET);
+    assert_eq!(decoded, data);
+    assert_eq!(trailers[0], ("x-amz-checksum-crc32".to_string(), crc));
+}
+
+#[tokio::test]
+async fn streams_server_sent_events_before_the_stream_ends() {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
+    let handler: Handler = std::sync::Arc::new(move |_seen: &Seen| {
+        let rx = rx.lock().unwrap().take().expect("one SSE request");
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| {
+                (
+                    Ok::<_, std::convert::Infallible>(http_body::Frame::data(b)),
+                    rx,
+                )
+            })
+        });
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(http_body_util::StreamBody::new(stream).boxed())
+            .unwrap()
+    });
+    let up = Upstream::start_with(Keyring::with_test_key(), handler).await;
+    let signet = Signet::start(&one_route_config(&up.url(), "bedrock", "us-east-1", ""));
+    tx.send(Bytes::from_static(b"data: first\n\n"))
+        .await
+        .unwrap();
+    let resp = client()
+        .request(
+            Request::post(format!(
+                "{}/model/x/invoke-with-response-stream",
+                signet.url()
+            ))
+            .body(full("{}"))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first event arrives while the stream is open")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.into_data().unwrap(),
+        Bytes::from_static(b"data: first\n\n")
+    );
+    tx.send(Bytes::from_static(b"data: second\n\n"))
+        .await
+        .unwrap();
+    drop(tx);
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"data: second\n\n");
+    assert_no_rejections(&up);
+}
+
+#[tokio::test]
+async fn strips_hop_by_hop_headers_both_ways() {
+    let handler: Handler = std::sync::Arc::new(|_seen: &Seen| {
+        Response::builder()
+            .header("connection", "x-up-hop")
+            .header("x-up-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("x-up-end", "kept")
+            .body(full("ok"))
+            .unwrap()
+    });
+    let up = Upstream::start_with(Keyring::with_test_key(), handler).await;
+    let signet = Signet::start(&one_route_config(&up.url(), "sqs", "us-east-1", ""));
+    let req = Request::get(format!("{}/queue", signet.url()))
+        .header("connection", "x-client-hop")
+        .header("x-client-hop", "secret-hop")
+        .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+        .header("te", "trailers")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=client/should/be/dropped",
+        )
+        .header("x-amz-date", "20000101T000000Z")
+        .body(full(Bytes::new()))
+        .unwrap();
+    let (status, headers, _) = send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = up.seen().pop().unwrap();
+    for h in ["x-client-hop", "proxy-authorization", "te"] {
+        assert!(seen.headers.get(h).is_none(), "{h} forwarded");
+    }
+    assert!(headers.get("x-up-hop").is_none() && headers.get("keep-alive").is_none());
+    assert_eq!(headers.get("x-up-end").unwrap(), "kept");
+    assert_no_rejections(&up);
+}
+
+#[tokio::test]
+async fn refuses_unknown_hosts_and_unrouted_paths() {
+    let up = Upstream::start().await;
+    let cfg = format!(
+        "[defaults]\naws_host_routing = true\n\n[[routes]]\nname = \"only\"\npath_prefix = \"/only\"\nupstream = \"{}\"\nservice = \"sqs\"\nregion = \"us-east-1\"\n",
+        up.url()
+    );
+    let signet = Signet::start(&cfg);
+    let req = Request::get(format!("{}/elsewhere", signet.url()))
+        .header("host", "evil.example.com")
+        .body(full(Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = send(req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(headers.get("x-signet-error").unwrap(), "unknown_host");
+    assert!(String::from_utf8_lossy(&body).contains("evil.example.com"));
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn answers_502_when_the_upstream_is_down() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = one_route_config(
+        &format!("http://127.0.0.1:{port}"),
+        "sqs",
+        "us-east-1",
+        "[routes.retry]\nmax_attempts = 1",
+    );
+    let signet = Signet::start(&cfg);
+    let started = Instant::now();
+    let (status, headers, body) = get(&format!("{}/q", signet.url())).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        headers.get("x-signet-error").unwrap(),
+        "upstream_unreachable"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn quick_flags_run_a_single_upstream() {
+    let up = Upstream::start().await;
+    let url = up.url();
+    let signet = Signet::start_args(
+        &[
+            "--upstream",
+            &url,
+            "--service",
+            "es",
+            "--region",
+            "us-west-2",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_SESSION_TOKEN", TOKEN),
+        ],
+    );
+    let (status, _, _) = get(&format!("{}/_cluster/health", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(up.seen()[0].service, "es");
+    assert_no_rejections(&up);
+}
