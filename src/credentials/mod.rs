@@ -319,3 +319,115 @@ impl Drop for CredentialsSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn static_source() -> SourceSettings {
+        SourceSettings::Static {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            session_token: None,
+            assume_role: None,
+            refresh: RefreshSettings::default(),
+        }
+    }
+
+    #[test]
+    fn start_outside_a_runtime_is_an_error() {
+        let sources = BTreeMap::from([("dev".to_owned(), static_source())]);
+        assert!(matches!(
+            CredentialsSet::start(&sources, &[]),
+            Err(CredentialsError::NoRuntime)
+        ));
+    }
+
+    #[tokio::test]
+    async fn rejects_route_roles_naming_unknown_sources_or_bad_arns() {
+        let sources = BTreeMap::from([("dev".to_owned(), static_source())]);
+        let err = CredentialsSet::start(
+            &sources,
+            &[("prod".into(), "arn:aws:iam::123456789012:role/x".into())],
+        )
+        .unwrap_err();
+        assert!(matches!(err, CredentialsError::UnknownSource(ref s) if s == "prod"));
+        let err = CredentialsSet::start(&sources, &[("dev".into(), "not-an-arn".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("credentials.dev: route role: role_arn"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_settings_name_the_source() {
+        let mut role = AssumeRoleSettings::new("arn:aws:iam::123456789012:role/x");
+        role.session_name = Some("x".repeat(65));
+        let sources = BTreeMap::from([(
+            "ec2".to_owned(),
+            SourceSettings::Imds {
+                endpoint: None,
+                assume_role: Some(role),
+                refresh: RefreshSettings::default(),
+            },
+        )]);
+        let err = CredentialsSet::start(&sources, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("credentials.ec2: session_name"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn handles_exist_only_for_configured_sources_and_roles() {
+        let sources = BTreeMap::from([("dev".to_owned(), static_source())]);
+        let role = "arn:aws:iam::123456789012:role/x";
+        let set = CredentialsSet::start(&sources, &[("dev".into(), role.into())]).unwrap();
+        assert!(set.handle("dev", None).is_some());
+        assert!(set.handle("dev", Some(role)).is_some());
+        assert!(set
+            .handle("dev", Some("arn:aws:iam::123456789012:role/y"))
+            .is_none());
+        assert!(set.handle("other", None).is_none());
+        let names: Vec<String> = set.status().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, vec!["dev".to_owned(), format!("dev as {role}")]);
+        set.shutdown().await;
+    }
+
+    #[test]
+    fn unavailable_reasons_say_why_without_secrets() {
+        let cell = Arc::new(SnapshotCell::new("ec2".into(), "imds"));
+        let handle = CredentialsHandle { cell: cell.clone() };
+        assert_eq!(
+            handle.current().unwrap_err().to_string(),
+            "credentials unavailable: ec2 (imds): not resolved yet"
+        );
+        cell.record_failure("received 404 from IMDS".into());
+        assert_eq!(
+            handle.current().unwrap_err().reason,
+            "ec2 (imds): received 404 from IMDS"
+        );
+        let expired = SystemTime::now() - std::time::Duration::from_secs(1);
+        cell.publish(
+            Credentials {
+                access_key_id: "ASIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: "top-secret".into(),
+                session_token: Some("token-secret".into()),
+            },
+            Some(expired),
+        );
+        cell.record_failure("connection refused".into());
+        let reason = handle.current().unwrap_err().reason;
+        assert!(reason.contains("cached credentials expired at"), "{reason}");
+        assert!(
+            reason.ends_with("last refresh failed: connection refused"),
+            "{reason}"
+        );
+        assert!(!reason.contains("secret"));
+        let status = handle.status();
+        assert!(!status.valid);
+        assert_eq!(status.access_key_hint.as_deref(), Some("ASIA…MPLE"));
+        assert_eq!(status.refresh_failures, 2);
+    }
+}

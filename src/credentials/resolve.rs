@@ -219,7 +219,11 @@ fn base_provider(settings: &SourceSettings) -> Result<SharedCredentialsProvider,
             EcsCredentialsProvider::builder().configure(&conf).build(),
         ),
         SourceSettings::Imds { endpoint, .. } => {
-            let mut client = aws_config::imds::Client::builder().configure(&conf);
+            // One attempt per fetch: the refresher owns retries and backoff, so a
+            // failure is reported (and retried) promptly.
+            let mut client = aws_config::imds::Client::builder()
+                .configure(&conf)
+                .max_attempts(1);
             if let Some(endpoint) = endpoint {
                 client = client
                     .endpoint(endpoint)

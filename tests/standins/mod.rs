@@ -119,7 +119,10 @@ impl Control {
             ),
             session_token: format!("{}-session-token-{n}", self.inner.prefix),
             issued_at: now,
-            expires_at: now + Duration::from_millis(self.inner.lifetime_ms.load(Ordering::SeqCst)),
+            // Expirations travel as whole seconds; record what the client reads.
+            expires_at: whole_seconds(
+                now + Duration::from_millis(self.inner.lifetime_ms.load(Ordering::SeqCst)),
+            ),
         };
         if let Some(f) = &*self.inner.on_issue.lock().unwrap() {
             f(&issued);
@@ -127,6 +130,11 @@ impl Control {
         self.inner.issued.lock().unwrap().push(issued.clone());
         issued
     }
+}
+
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// `2026-11-23T05:00:00Z`.
