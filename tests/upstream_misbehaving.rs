@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
+use signet::sigv4;
 use signet::upstream::{
     backoff_bound, AttemptSigner, ForwardError, OutboundBody, OutboundRequest, RetryMode,
     RoutePolicy, SignFailure, TimeoutKind, TlsSettings, Upstream, UpstreamObserver,
@@ -333,8 +334,10 @@ fn parse_amz_date(s: &str) -> Result<SystemTime, String> {
 // The signer and observer the tests hand to the upstream path
 // ---------------------------------------------------------------------------
 
-/// Signs each attempt with the credentials current at that moment.
+/// Signs each attempt with signet's own signer and the credentials current at that
+/// moment (the upstream verifies with `aws-sigv4`).
 struct TestSigner {
+    signer: sigv4::Signer,
     credentials: Mutex<(String, String)>,
     calls: AtomicUsize,
 }
@@ -342,6 +345,7 @@ struct TestSigner {
 impl TestSigner {
     fn new() -> Arc<Self> {
         Arc::new(Self {
+            signer: sigv4::Signer::new(),
             credentials: Mutex::new(("AKIDFIRST".into(), SECRET.into())),
             calls: AtomicUsize::new(0),
         })
@@ -355,48 +359,35 @@ impl TestSigner {
 impl AttemptSigner for TestSigner {
     fn sign(&self, parts: &mut http::request::Parts) -> Result<(), SignFailure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let (access_key, secret) = self.credentials.lock().unwrap().clone();
-        let identity: Identity =
-            aws_credential_types::Credentials::new(access_key, secret, None, None, "test").into();
-        let mut settings = SigningSettings::default();
-        settings.excluded_headers = None;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(REGION)
-            .name(SERVICE)
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| SignFailure::Signing(e.to_string()))?
-            .into();
+        let (access_key_id, secret_access_key) = self.credentials.lock().unwrap().clone();
+        let credentials = sigv4::Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token: None,
+        };
+        let settings = sigv4::SigningSettings::for_service(SERVICE);
+        let params = sigv4::SigningParams {
+            credentials: &credentials,
+            region: REGION,
+            service: SERVICE,
+            time: sigv4::AmzDate::now().map_err(|e| SignFailure::Signing(e.to_string()))?,
+            settings: &settings,
+        };
         let payload = parts
             .headers
             .get("x-amz-content-sha256")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("UNSIGNED-PAYLOAD")
+            .unwrap_or(sigv4::UNSIGNED_PAYLOAD)
             .to_string();
-        let headers: Vec<(String, String)> = parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let uri = parts.uri.to_string();
-        let request = SignableRequest::new(
-            parts.method.as_str(),
-            uri,
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Precomputed(payload),
-        )
-        .map_err(|e| SignFailure::Signing(e.to_string()))?;
-        let (instructions, _) = aws_sign(request, &params)
-            .map_err(|e| SignFailure::Signing(e.to_string()))?
-            .into_parts();
-        for (name, value) in instructions.headers() {
-            parts.headers.insert(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
+        self.signer
+            .sign_http(
+                &parts.method,
+                &mut parts.uri,
+                &mut parts.headers,
+                sigv4::PayloadHash::from_value(&payload),
+                &params,
+            )
+            .map_err(|e| SignFailure::Signing(e.to_string()))?;
         Ok(())
     }
 }

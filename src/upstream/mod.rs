@@ -141,7 +141,7 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Builds the pooled client and the layer stack. Fails only on bad TLS settings
     /// (unreadable or empty CA bundle). Logs a warning when certificate verification
-    /// is off. Must be called inside a tokio runtime.
+    /// is off. Connections are opened lazily, on the first request to each upstream.
     pub fn new(
         tls: &TlsSettings,
         observer: Arc<dyn UpstreamObserver>,

@@ -520,7 +520,16 @@ where
                     number,
                 };
                 let outcome = match inner.clone().oneshot(attempt).await {
-                    Ok(response) => classify_response(response).await,
+                    // Reading a small error body counts against the total deadline too.
+                    Ok(response) => tokio::time::timeout_at(deadline, classify_response(response))
+                        .await
+                        .unwrap_or_else(|_| {
+                            observer.timeout(&route, TimeoutKind::Total.as_str());
+                            Err(ForwardError::Timeout {
+                                kind: TimeoutKind::Total,
+                                after: policy.timeouts.total,
+                            })
+                        }),
                     Err(error) => Err(error),
                 };
                 let verdict = match &outcome {
@@ -572,7 +581,7 @@ where
                         .unwrap_or(false);
                     if !granted {
                         observer.budget_exhausted(&route);
-                        tracing::warn!(route = %route, reason = %reason, "retry budget exhausted; returning the upstream's answer");
+                        tracing::debug!(route = %route, reason = %reason, "retry budget exhausted; returning the upstream's answer");
                         return give_up(outcome);
                     }
                     taken = Some(cost);

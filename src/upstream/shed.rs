@@ -109,7 +109,7 @@ where
         let key = upstream_key(&request.parts.uri);
         let Some(permit) = self.in_flight.try_acquire(&key, limits.max_in_flight) else {
             self.observer.shed(&request.route);
-            tracing::warn!(route = %request.route, upstream = %key, limit = limits.max_in_flight, "shedding request: upstream at its in-flight limit");
+            tracing::debug!(route = %request.route, upstream = %key, limit = limits.max_in_flight, "shedding request: upstream at its in-flight limit");
             let error = ForwardError::Shed {
                 in_flight: limits.max_in_flight,
                 retry_after: limits.shed_retry_after,
