@@ -539,6 +539,14 @@ mod tests {
     }
 
     #[test]
+    fn whole_numbers_are_accepted_for_second_fields() {
+        let s = parse("kind = \"imds\"\n[refresh]\nbackoff_base_secs = 2\nbackoff_cap_secs = 30")
+            .unwrap();
+        assert_eq!(s.refresh().backoff_base_secs, 2.0);
+        assert_eq!(s.refresh().backoff_cap_secs, 30.0);
+    }
+
+    #[test]
     fn rejects_unknown_fields_and_kinds() {
         assert!(parse("kind = \"imds\"\nendpont = \"http://x\"").is_err());
         assert!(parse("kind = \"sso\"").is_err());
