@@ -32,7 +32,7 @@ pub const ADMIN_LISTEN_ENV: &str = "SIGNET_ADMIN__LISTEN";
 pub struct HealthArgs {
     /// URL to probe (plain http). Defaults to /healthz on the admin address
     /// from SIGNET_ADMIN__LISTEN, else http://127.0.0.1:9090/healthz.
-    #[arg(long, env = "SIGNET_HEALTH_URL")]
+    #[arg(long)]
     pub url: Option<String>,
 
     /// Give up after this long (e.g. 2s, 500ms; a bare number is seconds).
