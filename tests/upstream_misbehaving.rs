@@ -98,10 +98,20 @@ struct FakeUpstream {
 impl FakeUpstream {
     async fn start(behaviour: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, Arc::new(behaviour))
+        Self::serve(listener, Arc::new(behaviour), 0)
     }
 
-    fn serve(listener: TcpListener, behaviour: Behaviour) -> Self {
+    /// Like `start`, but the first `resets` connections are reset (TCP RST) as soon as
+    /// the request starts arriving.
+    async fn start_resetting(
+        resets: usize,
+        behaviour: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, Arc::new(behaviour), resets)
+    }
+
+    fn serve(listener: TcpListener, behaviour: Behaviour, resets: usize) -> Self {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let secrets = Arc::new(Mutex::new(vec![(
@@ -111,10 +121,20 @@ impl FakeUpstream {
         let count = Arc::new(AtomicUsize::new(0));
         let (seen2, secrets2) = (seen.clone(), secrets.clone());
         tokio::spawn(async move {
+            let mut connections = 0;
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((mut stream, _)) = listener.accept().await else {
                     return;
                 };
+                connections += 1;
+                if connections <= resets {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = [0u8; 64];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream.set_zero_linger();
+                    drop(stream);
+                    continue;
+                }
                 let (seen, secrets, behaviour, count) = (
                     seen2.clone(),
                     secrets2.clone(),
@@ -765,6 +785,102 @@ async fn retries_after_the_upstream_closes_the_connection() {
 }
 
 #[tokio::test]
+async fn retries_after_the_upstream_resets_the_connection() {
+    let server = FakeUpstream::start_resetting(1, |_| answer(200, "ok")).await;
+    let recorder = Arc::new(Recorder::default());
+    let body = OutboundBody::Buffered(Bytes::from_static(b"payload"));
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            body,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "the reset attempt never reached the service");
+    assert_eq!(&seen[0].body[..], b"payload");
+    assert_all_signed(&seen);
+    assert_eq!(recorder.count("attempt"), 2);
+    assert_eq!(
+        recorder.count("retry:connection"),
+        1,
+        "{:?}",
+        recorder.events()
+    );
+}
+
+#[tokio::test]
+async fn reset_on_every_attempt_answers_502_naming_the_failure() {
+    let server = FakeUpstream::start_resetting(usize::MAX, |_| answer(200, "never")).await;
+    let recorder = Arc::new(Recorder::default());
+    let error = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ForwardError::Connection(_)), "{error}");
+    assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(error.kind(), "upstream_connection");
+    assert_eq!(recorder.count("attempt"), 3);
+}
+
+#[tokio::test]
+async fn adaptive_mode_slows_sending_while_the_upstream_throttles() {
+    let server = FakeUpstream::start(|_| {
+        answer_with(400, &[("x-amzn-ErrorType", "ThrottlingException")], "")
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let mut p = policy();
+    p.retry.max_attempts = 1;
+    let standard = upstream(&recorder);
+    for _ in 0..2 {
+        standard
+            .send(request(
+                &server.uri("/"),
+                OutboundBody::Empty,
+                TestSigner::new(),
+                &p,
+            ))
+            .await
+            .unwrap();
+    }
+    p.retry.mode = RetryMode::Adaptive;
+    let adaptive = upstream(&recorder);
+    for _ in 0..2 {
+        adaptive
+            .send(request(
+                &server.uri("/"),
+                OutboundBody::Empty,
+                TestSigner::new(),
+                &p,
+            ))
+            .await
+            .unwrap();
+    }
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen[1].at - seen[0].at < Duration::from_millis(500),
+        "standard mode sends at once"
+    );
+    // After a throttle the client-side rate drops to its floor (0.5 requests/s), so
+    // the next send waits for a token.
+    let gap = seen[3].at - seen[2].at;
+    assert!(
+        gap >= Duration::from_millis(1500),
+        "adaptive mode waited only {gap:?}"
+    );
+}
+
+#[tokio::test]
 async fn backoff_delays_stay_within_the_computed_bounds() {
     let server = FakeUpstream::start(|n| {
         if n < 4 {
@@ -845,6 +961,11 @@ async fn honours_retry_after_before_retrying() {
         seen[1].at - seen[0].at >= Duration::from_secs(1),
         "waited {:?}",
         seen[1].at - seen[0].at
+    );
+    assert_all_signed(&seen);
+    assert_ne!(
+        seen[0].headers["x-amz-date"], seen[1].headers["x-amz-date"],
+        "an attempt signed a second later carries a new X-Amz-Date"
     );
 }
 
@@ -1036,6 +1157,7 @@ async fn replays_a_streamed_upload_that_failed_before_sending() {
             *slot = Some(FakeUpstream::serve(
                 listener,
                 Arc::new(|_| answer(200, "stored")),
+                0,
             ));
         }
     }));
