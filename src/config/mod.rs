@@ -84,7 +84,7 @@ pub struct LogSettings {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One JSON object per line.
@@ -105,7 +105,7 @@ pub struct ShutdownSettings {
 }
 
 /// How a request body is signed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadMode {
     /// Buffer up to the body cap, hash, sign the hash (413 past the cap).
@@ -117,6 +117,27 @@ pub enum PayloadMode {
     #[default]
     Auto,
 }
+
+/// Deserializes a unit-only enum from its lowercase name with a message listing the names.
+macro_rules! deserialize_by_name {
+    ($ty:ty, $($name:literal => $variant:expr),+ $(,)?) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                match text.trim().to_ascii_lowercase().as_str() {
+                    $($name => Ok($variant),)+
+                    _ => Err(serde::de::Error::custom(format!(
+                        "'{text}' is not one of {}",
+                        [$($name),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+deserialize_by_name!(LogFormat, "json" => LogFormat::Json, "pretty" => LogFormat::Pretty, "auto" => LogFormat::Auto);
+deserialize_by_name!(PayloadMode, "signed" => PayloadMode::Signed, "unsigned" => PayloadMode::Unsigned, "auto" => PayloadMode::Auto);
 
 /// Header-name patterns, lowercase; a trailing `*` matches any suffix.
 ///
@@ -281,7 +302,8 @@ pub struct RouteDefaults {
     /// Largest body a signed payload buffers, in bytes.
     #[serde(with = "bytes_serde")]
     pub body_cap: u64,
-    /// Headers forwarded but not signed.
+    /// Headers forwarded but not signed (`sign_headers.exclude` in the file).
+    #[serde(rename = "sign_headers", serialize_with = "serialize_sign_headers")]
     pub sign_headers_exclude: HeaderPatterns,
     /// Headers removed from requests before signing.
     pub strip_headers: HeaderPatterns,
@@ -359,7 +381,8 @@ pub struct RouteSettings {
     /// Body cap for signed payloads, bytes.
     #[serde(with = "bytes_serde")]
     pub body_cap: u64,
-    /// Headers forwarded but not signed.
+    /// Headers forwarded but not signed (`sign_headers.exclude` in the file).
+    #[serde(rename = "sign_headers", serialize_with = "serialize_sign_headers")]
     pub sign_headers_exclude: HeaderPatterns,
     /// Headers removed before signing.
     pub strip_headers: HeaderPatterns,
@@ -558,6 +581,16 @@ impl Settings {
     }
 }
 
+fn serialize_sign_headers<S: serde::Serializer>(
+    patterns: &HeaderPatterns,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(1))?;
+    map.serialize_entry("exclude", patterns)?;
+    map.end()
+}
+
 fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
@@ -631,6 +664,283 @@ mod tests {
         assert!(
             e.starts_with("routes[1].path_prefx: unknown field `path_prefx`"),
             "{e}"
+        );
+    }
+
+    const ROUTE: &str = "[[routes]]\nname = \"r{i}\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\nregion = \"us-east-1\"\npath_prefix = \"/r{i}\"\n";
+
+    fn routes(n: usize) -> String {
+        (0..n)
+            .map(|i| ROUTE.replace("{i}", &i.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn rejects_bad_region_naming_route_and_key() {
+        let text = routes(2) + "[[routes]]\nname = \"search\"\nupstream = \"https://example.internal\"\nservice = \"es\"\nregion = \"us-est-1\"\n";
+        let e = error_text(&text);
+        assert_eq!(
+            e,
+            "routes[2].region: 'us-est-1' is not a region name (route \"search\")"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_upstream_urls() {
+        for (url, needle) in [
+            ("ftp://127.0.0.1", "scheme 'ftp' is not http or https"),
+            ("127.0.0.1:9000", "needs a scheme"),
+            ("/just/a/path", "needs a scheme"),
+            ("http://", "is not a URL"),
+            ("https://h.example/x?y=1", "cannot carry a query"),
+            ("http://user:pw@h.example", "user info"),
+        ] {
+            let text = format!("[[routes]]\nname = \"opensearch\"\nupstream = \"{url}\"\nservice = \"es\"\nregion = \"us-east-1\"\n");
+            let e = error_text(&text);
+            assert!(e.starts_with("routes[0].upstream: "), "{url}: {e}");
+            assert!(e.contains(needle), "{url}: {e}");
+            assert!(e.ends_with("(route \"opensearch\")"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_and_shadowed_routes() {
+        let dup = routes(2)
+            + &ROUTE
+                .replace("{i}", "1")
+                .replace("name = \"r1\"", "name = \"again\"");
+        let e = error_text(&dup);
+        assert_eq!(
+            e,
+            "routes[2]: matches exactly what routes[1] (\"r1\") matches (route \"again\")"
+        );
+
+        let shadowed = "[[routes]]\nname = \"all-api\"\npath_prefix = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\nregion = \"us-east-1\"\n\
+                        [[routes]]\nname = \"api-v2\"\npath_prefix = \"/api/v2\"\nupstream = \"http://127.0.0.1:9001\"\nservice = \"s3\"\nregion = \"us-east-1\"\n";
+        let e = error_text(shadowed);
+        assert!(
+            e.starts_with("routes[1]: can never match: routes[0] (\"all-api\") comes first"),
+            "{e}"
+        );
+
+        // The specific route first is fine, and /apix is not under /api.
+        let fine = "[[routes]]\nname = \"api-v2\"\npath_prefix = \"/api/v2\"\nupstream = \"http://127.0.0.1:9001\"\nservice = \"s3\"\nregion = \"us-east-1\"\n\
+                    [[routes]]\nname = \"all-api\"\npath_prefix = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\nregion = \"us-east-1\"\n\
+                    [[routes]]\nname = \"apix\"\npath_prefix = \"/apix\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\nregion = \"us-east-1\"\n";
+        assert_eq!(parse(fine).unwrap().routes.len(), 3);
+
+        // A host-less catch-all shadows a later host route.
+        let catch_all = "[[routes]]\nname = \"all\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\nregion = \"us-east-1\"\n\
+                         [[routes]]\nname = \"h\"\nhost = \"a.example\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\nregion = \"us-east-1\"\n";
+        assert!(error_text(catch_all).starts_with("routes[1]: can never match"));
+    }
+
+    #[test]
+    fn rejects_duplicate_route_names() {
+        let text = routes(2).replace("name = \"r1\"", "name = \"r0\"");
+        assert_eq!(
+            error_text(&text),
+            "routes[1].name: 'r0' is also the name of routes[0] (route \"r0\")"
+        );
+    }
+
+    #[test]
+    fn refuses_missing_service_for_non_aws_upstream() {
+        let text = "[[routes]]\nname = \"minio\"\nupstream = \"http://127.0.0.1:9000\"\nregion = \"us-east-1\"\n";
+        let e = error_text(text);
+        assert_eq!(
+            e,
+            "routes[0].service: missing, and the upstream host 127.0.0.1 is not an AWS endpoint to derive it from; set it (route \"minio\")"
+        );
+        let text = "[[routes]]\nname = \"minio\"\nupstream = \"http://127.0.0.1:9000\"\n";
+        let problems: Vec<String> = parse(text)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| p.key.clone())
+            .collect();
+        assert_eq!(problems, ["routes[0].service", "routes[0].region"]);
+    }
+
+    #[test]
+    fn derives_service_and_region_from_an_aws_upstream() {
+        let s = parse("[[routes]]\nname = \"amp\"\nupstream = \"https://aps-workspaces.eu-west-1.amazonaws.com\"\n").unwrap();
+        assert_eq!(
+            (s.routes[0].service.as_str(), s.routes[0].region.as_str()),
+            ("aps", "eu-west-1")
+        );
+        let s = parse("[[routes]]\nname = \"amp\"\nupstream = \"https://aps-workspaces.eu-west-1.amazonaws.com\"\nregion = \"eu-west-2\"\n").unwrap();
+        assert_eq!(s.routes[0].region, "eu-west-2");
+    }
+
+    #[test]
+    fn rejects_unknown_credentials_source() {
+        let text = "[credentials.analytics]\nkind = \"environment\"\n[[routes]]\nname = \"q\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\ncredentials = \"analytcs\"\n";
+        assert_eq!(
+            error_text(text),
+            "routes[0].credentials: no credentials source named 'analytcs' (configured: analytics, default) (route \"q\")"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values_with_key_and_reason() {
+        for (text, want) in [
+            (
+                "listen = \"localhost\"\n",
+                "listen: 'localhost' is not an address such as 127.0.0.1:8080",
+            ),
+            (
+                "[shutdown]\ndrain_timeout = \"20\"\n",
+                "shutdown.drain_timeout: invalid duration \"20\": missing unit (ms, s, m or h)",
+            ),
+            (
+                "[defaults]\nbody_cap = \"16XB\"\n",
+                "defaults.body_cap: invalid size \"16XB\": unknown unit",
+            ),
+            (
+                "[defaults]\npayload = \"chunked\"\n",
+                "defaults.payload: 'chunked' is not one of signed, unsigned, auto",
+            ),
+            (
+                "[defaults]\nbody_cap = 0\n",
+                "defaults.body_cap: must be at least 1 byte",
+            ),
+            (
+                "[defaults.retry]\nmax_attempts = 0\n",
+                "defaults.retry.max_attempts: must be between 1 and 10",
+            ),
+            (
+                "[defaults.sign_headers]\nexclude = [\"x-amz-*\"]\n",
+                "defaults.sign_headers.exclude: 'x-amz-*' would leave a header signing owns",
+            ),
+            (
+                "[defaults.sign_headers]\nexclude = [\"*\"]\n",
+                "defaults.sign_headers.exclude: '*' would match every header",
+            ),
+            (
+                "[defaults.custom_headers]\nauthorization = \"x\"\n",
+                "defaults.custom_headers.authorization: is set by signet itself",
+            ),
+            (
+                "[log]\nformat = \"xml\"\n",
+                "log.format: 'xml' is not one of json, pretty, auto",
+            ),
+            (
+                "[admin]\nlisten = \"127.0.0.1:8080\"\n",
+                "admin.listen: '127.0.0.1:8080' is also the proxy's listen address",
+            ),
+            (
+                "[credentials.x]\nkind = \"sso\"\n",
+                "credentials.x.kind: unknown variant `sso`",
+            ),
+            (
+                "[defaults]\nrole_arn = \"arn:aws:iam::1:role/x\"\n",
+                "defaults.role_arn: role_arn",
+            ),
+            ("listen = [\n", "the config: "),
+        ] {
+            let e = error_text(text);
+            assert!(e.starts_with(want), "{text:?}\n got: {e}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn rejects_route_field_errors_in_overrides() {
+        let text = "[[routes]]\nname = \"q\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\nstrip_prefix = true\ntimeouts = { connect = \"5\" }\nretry = { max_attemps = 2 }\n";
+        let keys: Vec<String> = parse(text)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert!(
+            keys[0].starts_with("routes[0].strip_prefix: true needs a path_prefix"),
+            "{keys:?}"
+        );
+        assert!(
+            keys[1].starts_with("routes[0].retry.max_attemps: unknown field"),
+            "{keys:?}"
+        );
+        assert!(
+            keys[2].starts_with("routes[0].timeouts.connect: invalid duration"),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let e = parse("listen = \"x\"\n[admin]\nlisten = \"y\"\n").unwrap_err();
+        assert_eq!(e.problems().len(), 2);
+        assert!(
+            e.to_string()
+                .starts_with("2 problems in the configuration:\n  listen: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn accepts_yaml() {
+        let yaml = "listen: 127.0.0.1:7000\nroutes:\n  - name: q\n    upstream: https://sqs.us-east-2.amazonaws.com\n    body_cap: 1024\n";
+        let s = Settings::from_str(yaml, ConfigFormat::Yaml).unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.routes[0].body_cap, 1024);
+        assert_eq!(s.routes[0].region, "us-east-2");
+    }
+
+    #[test]
+    fn redacted_toml_hides_secrets_and_loads_back() {
+        let text = r#"
+            [credentials.local]
+            kind = "static"
+            access_key_id = "AKIAIOSFODNN7EXAMPLE"
+            secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+            session_token = "FQoGZXIvYXdzEXAMPLETOKEN"
+
+            [[routes]]
+            name = "search"
+            path_prefix = "/search"
+            strip_prefix = true
+            upstream = "https://search-x.us-west-2.es.amazonaws.com/base"
+            credentials = "local"
+            custom_headers = { "x-api-key" = "sup3rs3cret", "x-tenant" = "blue" }
+            timeouts = { first_byte = "90s" }
+        "#;
+        let s = parse(text).unwrap();
+        let printed = s.redacted_toml();
+        for secret in ["wJalrXUtnFEMI", "FQoGZXIvYXdz", "sup3rs3cret"] {
+            assert!(!printed.contains(secret), "{printed}");
+            assert!(!format!("{s:?}").contains(secret));
+        }
+        assert!(
+            printed.contains("AKIAIOSFODNN7EXAMPLE") && printed.contains("blue"),
+            "{printed}"
+        );
+        let back = parse(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+        assert_eq!(back.routes[0].policy, s.routes[0].policy);
+        assert_eq!(back.routes[0].upstream, s.routes[0].upstream);
+        assert_eq!(back.routes[0].strip_prefix, s.routes[0].strip_prefix);
+        assert_eq!(back.defaults, s.defaults);
+        assert_eq!(back.listen, s.listen);
+    }
+
+    #[test]
+    fn lists_route_roles_for_the_credentials_refreshers() {
+        let text = "[defaults]\nrole_arn = \"arn:aws:iam::111122223333:role/base\"\n\
+                    [[routes]]\nname = \"a\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\nrole_arn = \"arn:aws:iam::111122223333:role/a\"\n";
+        let roles = parse(text).unwrap().route_roles();
+        assert_eq!(
+            roles,
+            vec![
+                (
+                    "default".to_string(),
+                    "arn:aws:iam::111122223333:role/a".to_string()
+                ),
+                (
+                    "default".to_string(),
+                    "arn:aws:iam::111122223333:role/base".to_string()
+                ),
+            ]
         );
     }
 }

@@ -472,8 +472,10 @@ fn service_before_region(before: &[&str]) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// host → Ok((service, region)) or Err(refusal kind: "not-aws" / "unrecognized").
-    const HOSTS: &[(&str, Result<(&str, &str), &str>)] = &[
+    /// The expected outcome: Ok((service, region)) or Err("not-aws" / "unrecognized").
+    type Expected = Result<(&'static str, &'static str), &'static str>;
+
+    const HOSTS: &[(&str, Expected)] = &[
         // Plain regional endpoints, commercial partition.
         ("sqs.eu-west-1.amazonaws.com", Ok(("sqs", "eu-west-1"))),
         ("sqs.us-east-1.amazonaws.com:443", Ok(("sqs", "us-east-1"))),
