@@ -94,6 +94,18 @@ fn trim(v: &[u8]) -> &[u8] {
     &v[start..end]
 }
 
+/// The rest of an absolute-form target after `http://` or `https://`.
+fn strip_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        if head.eq_ignore_ascii_case(scheme) && target.len() > scheme.len() {
+            target.get(scheme.len()..)
+        } else {
+            None
+        }
+    })
+}
+
 impl RawRequest {
     /// Parses one request.
     pub fn parse(input: &[u8]) -> Result<Self, RawRequestError> {
@@ -169,29 +181,19 @@ impl RawRequest {
     /// The target without an absolute-form `scheme://authority` prefix.
     fn origin_form(&self) -> &str {
         let t = self.target.as_str();
-        for scheme in ["http://", "https://"] {
-            if t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
-                let rest = &t[scheme.len()..];
-                return match rest.find(['/', '?']) {
-                    Some(i) => &rest[i..],
-                    None => "/",
-                };
-            }
+        match strip_scheme(t) {
+            Some(rest) => match rest.find(['/', '?']) {
+                Some(i) => &rest[i..],
+                None => "/",
+            },
+            None => t,
         }
-        t
     }
 
     /// The authority of an absolute-form target (`http://host:port/...`).
     pub fn target_authority(&self) -> Option<&str> {
-        let t = self.target.as_str();
-        ["http://", "https://"].iter().find_map(|scheme| {
-            if t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
-                let rest = &t[scheme.len()..];
-                Some(&rest[..rest.find(['/', '?']).unwrap_or(rest.len())])
-            } else {
-                None
-            }
-        })
+        let rest = strip_scheme(&self.target)?;
+        Some(&rest[..rest.find(['/', '?']).unwrap_or(rest.len())])
     }
 
     /// The path part of the target (before the first `?`).

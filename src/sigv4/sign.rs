@@ -224,7 +224,8 @@ impl fmt::Debug for SigningOutput<'_> {
 /// `Debug` redacts them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningExplanation {
-    /// The canonical request, exactly as hashed.
+    /// The canonical request, exactly as hashed (header bytes that are not
+    /// UTF-8 appear as U+FFFD here; the hash covers the original bytes).
     pub canonical_request: String,
     /// The string to sign, exactly as signed.
     pub string_to_sign: String,
