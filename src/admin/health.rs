@@ -21,7 +21,7 @@ use super::HEALTH_PATH;
 
 /// The admin address probed when neither `--url` nor `SIGNET_ADMIN__LISTEN`
 /// is given (the admin listener's default).
-pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
+pub const DEFAULT_ADMIN_ADDR: &str = crate::config::defaults::ADMIN_LISTEN;
 
 /// Environment variable naming the admin listen address (shared with the
 /// server's configuration).

@@ -27,8 +27,9 @@ pub const ACCESS_TARGET: &str = "signet::access";
 /// What replaces a secret in logs.
 pub const REDACTED: &str = "REDACTED";
 
-/// Level used when neither `--log-level` nor `RUST_LOG` is set.
-pub const DEFAULT_LEVEL: &str = "info";
+/// Level used when neither `--log-level`, `RUST_LOG` nor the config file's
+/// `log.level` is set.
+pub const DEFAULT_LEVEL: &str = crate::config::defaults::LOG_LEVEL;
 
 /// Errors setting up logging.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,17 @@ impl LogFormat {
     }
 }
 
+impl From<crate::config::LogFormat> for LogFormat {
+    /// Resolves the configured format; `auto` becomes [`LogFormat::detect`].
+    fn from(format: crate::config::LogFormat) -> Self {
+        match format {
+            crate::config::LogFormat::Json => LogFormat::Json,
+            crate::config::LogFormat::Pretty => LogFormat::Pretty,
+            crate::config::LogFormat::Auto => LogFormat::detect(),
+        }
+    }
+}
+
 impl FromStr for LogFormat {
     type Err = TelemetryError;
 
@@ -88,17 +100,42 @@ impl FromStr for LogFormat {
 /// Builds the level filter: `level` (from `--log-level`) if given, else
 /// `RUST_LOG` if set and non-empty, else [`DEFAULT_LEVEL`].
 pub fn env_filter(level: Option<&str>) -> Result<EnvFilter, TelemetryError> {
-    let from_env = std::env::var("RUST_LOG")
+    layered_filter(level, rust_log().as_deref(), None)
+}
+
+/// The value of `RUST_LOG`, if set and not blank.
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG")
         .ok()
-        .filter(|v| !v.trim().is_empty());
-    let (origin, value) = match (level, from_env) {
-        (Some(flag), _) => ("--log-level", flag.to_owned()),
-        (None, Some(env)) => ("RUST_LOG", env),
-        (None, None) => ("default", DEFAULT_LEVEL.to_owned()),
-    };
-    EnvFilter::try_new(&value).map_err(|e| TelemetryError::InvalidLevel {
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Builds the level filter from every place a level can come from, first
+/// present wins: the `--log-level` flag, `RUST_LOG`, the config file's
+/// `log.level`, then [`DEFAULT_LEVEL`]. The error names the origin of the
+/// rejected filter.
+///
+/// ```
+/// use signet::telemetry::logging::layered_filter;
+/// let f = layered_filter(None, Some("debug"), Some("warn")).unwrap();
+/// assert_eq!(f.to_string(), "debug");
+/// ```
+pub fn layered_filter(
+    flag: Option<&str>,
+    rust_log: Option<&str>,
+    configured: Option<&str>,
+) -> Result<EnvFilter, TelemetryError> {
+    let (origin, value) = [
+        ("--log-level", flag),
+        ("RUST_LOG", rust_log),
+        ("log.level", configured),
+    ]
+    .into_iter()
+    .find_map(|(origin, v)| Some((origin, v?.trim())).filter(|(_, v)| !v.is_empty()))
+    .unwrap_or(("default", DEFAULT_LEVEL));
+    EnvFilter::try_new(value).map_err(|e| TelemetryError::InvalidLevel {
         origin,
-        value,
+        value: value.to_owned(),
         reason: e.to_string(),
     })
 }
@@ -142,6 +179,20 @@ where
 /// ```
 pub fn init(level: Option<&str>, format: LogFormat) -> Result<(), TelemetryError> {
     init_with_writer(level, format, std::io::stdout)
+}
+
+/// Installs the process-wide subscriber writing to stdout, with the level from
+/// [`layered_filter`]: `flag` (`--log-level`), then `RUST_LOG`, then
+/// `configured` (the config file's `log.level`), then [`DEFAULT_LEVEL`].
+pub fn init_layered(
+    flag: Option<&str>,
+    configured: Option<&str>,
+    format: LogFormat,
+) -> Result<(), TelemetryError> {
+    let filter = layered_filter(flag, rust_log().as_deref(), configured)?;
+    subscriber(filter, format, std::io::stdout)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInitialised)
 }
 
 /// Like [`init`], but writing to `writer` (a file, stderr, a test buffer).
@@ -517,6 +568,29 @@ mod tests {
             err.to_string().starts_with("--log-level: 'info,=['"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn level_precedence_is_flag_then_rust_log_then_config_then_default() {
+        let show = |f: EnvFilter| f.to_string();
+        assert_eq!(
+            show(layered_filter(Some("trace"), Some("debug"), Some("warn")).unwrap()),
+            "trace"
+        );
+        assert_eq!(
+            show(layered_filter(None, Some("debug"), Some("warn")).unwrap()),
+            "debug"
+        );
+        assert_eq!(
+            show(layered_filter(None, Some("  "), Some("warn")).unwrap()),
+            "warn"
+        );
+        assert_eq!(
+            show(layered_filter(None, None, None).unwrap()),
+            DEFAULT_LEVEL
+        );
+        let err = layered_filter(None, None, Some("info,=[")).unwrap_err();
+        assert!(err.to_string().starts_with("log.level:"), "{err}");
     }
 
     #[test]

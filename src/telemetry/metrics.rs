@@ -65,6 +65,8 @@ pub mod names {
     pub const UPSTREAM_RETRIES_TOTAL: &str = "signet_upstream_retries_total";
     /// Counter: retries refused because the retry budget was spent, by `route`.
     pub const RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "signet_upstream_retry_budget_exhausted_total";
+    /// Histogram: backoff delay before each retry, in seconds, by `route`.
+    pub const UPSTREAM_BACKOFF_SECONDS: &str = "signet_upstream_backoff_seconds";
     /// Counter: timeouts, by `route` and `kind`.
     pub const TIMEOUTS_TOTAL: &str = "signet_timeouts_total";
     /// Counter: requests shed (rejected for overload), by `route`.
@@ -86,6 +88,13 @@ fn duration_buckets() -> impl Iterator<Item = f64> {
 
 fn new_duration_histogram() -> Histogram {
     Histogram::new(duration_buckets())
+}
+
+/// Backoff delays: 5 ms to about 20 s, doubling.
+fn new_backoff_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.005, 2.0, 13,
+    ))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -197,6 +206,7 @@ pub struct Metrics {
     attempts: Family<RouteLabels, Counter>,
     retries: Family<RetryLabels, Counter>,
     budget_exhausted: Family<RouteLabels, Counter>,
+    backoff: Family<RouteLabels, Histogram, fn() -> Histogram>,
     timeouts: Family<TimeoutLabels, Counter>,
     shed: Family<RouteLabels, Counter>,
     credentials: Arc<RwLock<Vec<CredentialGauge>>>,
@@ -274,6 +284,13 @@ impl Metrics {
             "Retries not made because the route's retry budget was spent, by route.",
             budget_exhausted.clone(),
         );
+        let backoff: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(new_backoff_histogram);
+        registry.register(
+            "signet_upstream_backoff_seconds",
+            "Delay chosen before each upstream retry, by route.",
+            backoff.clone(),
+        );
         let timeouts = Family::<TimeoutLabels, Counter>::default();
         registry.register(
             "signet_timeouts",
@@ -305,6 +322,7 @@ impl Metrics {
             attempts,
             retries,
             budget_exhausted,
+            backoff,
             timeouts,
             shed,
             credentials,
@@ -380,6 +398,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Records the backoff delay chosen before a retry on `route`.
+    pub fn upstream_backoff(&self, route: &str, delay: Duration) {
+        self.backoff
+            .get_or_create(&self::route(route))
+            .observe(delay.as_secs_f64());
+    }
+
     /// Counts a timeout of `kind` (e.g. `connect`, `attempt`, `request`) on `route`.
     pub fn timeout(&self, route: &str, kind: &str) {
         self.timeouts
@@ -425,6 +450,10 @@ impl crate::upstream::UpstreamObserver for Metrics {
 
     fn shed(&self, route: &str) {
         self.request_shed(route);
+    }
+
+    fn backoff(&self, route: &str, delay: Duration) {
+        self.upstream_backoff(route, delay);
     }
 }
 
@@ -721,7 +750,24 @@ mod tests {
         observer.budget_exhausted("r");
         observer.timeout("r", "first_byte");
         observer.shed("r");
+        observer.backoff("r", Duration::from_millis(300));
         let text = m.encode();
+        assert_eq!(
+            sample(
+                &text,
+                "signet_upstream_backoff_seconds_count",
+                &[("route", "r")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "signet_upstream_backoff_seconds_sum",
+                &[("route", "r")]
+            ),
+            Some(0.3)
+        );
         assert_eq!(
             sample(&text, names::UPSTREAM_ATTEMPTS_TOTAL, &[("route", "r")]),
             Some(1.0)
@@ -784,6 +830,7 @@ mod tests {
             "signet_upstream_attempts",
             "signet_upstream_retries",
             "signet_upstream_retry_budget_exhausted",
+            names::UPSTREAM_BACKOFF_SECONDS,
             "signet_timeouts",
             "signet_shed_requests",
             names::CREDENTIALS_EXPIRY_SECONDS,
