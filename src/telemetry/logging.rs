@@ -227,7 +227,7 @@ pub struct AccessRecord<'a> {
     pub status: u16,
     /// Upstream attempts made (0 if the request never left signet).
     pub attempts: u32,
-    /// Time from receiving the request to sending the response head.
+    /// Time from receiving the request until the response ended (body included).
     pub latency: Duration,
     /// Request body bytes read from the client.
     pub bytes_in: u64,

@@ -126,6 +126,18 @@ struct SourceLabels {
     source: String,
 }
 
+/// The `method` label: standard methods as themselves, anything else `OTHER`.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("OTHER")
+}
+
 fn route(route: &str) -> RouteLabels {
     RouteLabels {
         route: route.to_owned(),
@@ -239,7 +251,7 @@ impl Metrics {
             Family::new_with_constructor(new_duration_histogram);
         registry.register(
             "signet_request_duration_seconds",
-            "Time from receiving a request to sending its response head, by route.",
+            "Time from receiving a request until its response ended (body included), by route.",
             duration.clone(),
         );
         let in_flight = Family::<RouteLabels, Gauge>::default();
@@ -347,11 +359,14 @@ impl Metrics {
     }
 
     /// Records a finished request: its status and how long it took.
+    ///
+    /// Methods outside the standard set are counted as `OTHER`, so a client
+    /// inventing methods cannot grow the number of series without bound.
     pub fn request_finished(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
-                method: method.to_owned(),
+                method: method_label(method).to_owned(),
                 status,
             })
             .inc();
@@ -555,6 +570,27 @@ mod tests {
                 &m,
                 names::REQUESTS_TOTAL,
                 &[("route", "s3"), ("method", "GET"), ("status", "503")]
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn unknown_methods_share_one_other_series() {
+        let m = Metrics::new();
+        for method in ["FOO", "BAR", "get"] {
+            m.request_finished("r", method, 405, Duration::ZERO);
+        }
+        m.request_finished("r", "PATCH", 200, Duration::ZERO);
+        let text = m.encode();
+        let other = [("route", "r"), ("method", "OTHER"), ("status", "405")];
+        assert_eq!(sample(&text, names::REQUESTS_TOTAL, &other), Some(3.0));
+        assert!(!text.contains("FOO") && !text.contains("BAR"));
+        assert_eq!(
+            sample(
+                &text,
+                names::REQUESTS_TOTAL,
+                &[("route", "r"), ("method", "PATCH")]
             ),
             Some(1.0)
         );
