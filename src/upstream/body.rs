@@ -282,7 +282,7 @@ impl BodySource {
 }
 
 /// One attempt's request body (see the module docs).
-pub struct AttemptBody {
+pub(crate) struct AttemptBody {
     kind: AttemptKind,
     finished: Option<watch::Sender<bool>>,
 }

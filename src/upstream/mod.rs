@@ -14,7 +14,7 @@
 //! }
 //! ```
 //!
-//! The layers, outermost first (composed in [`stack::build`]):
+//! The layers, outermost first (composed in one function, `stack::build`):
 //!
 //! 1. **shed**: per-upstream (scheme + authority) in-flight limit; past it, an immediate
 //!    [`ForwardError::Shed`] (503 + Retry-After), never a queue. A request counts until
@@ -44,7 +44,7 @@ mod error;
 mod retry;
 mod settings;
 mod shed;
-pub mod stack;
+mod stack;
 
 use std::sync::Arc;
 

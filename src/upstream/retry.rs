@@ -517,7 +517,6 @@ where
                     policy: policy.clone(),
                     route: route.clone(),
                     deadline,
-                    number,
                 };
                 let outcome = match inner.clone().oneshot(attempt).await {
                     // Reading a small error body counts against the total deadline too.

@@ -21,7 +21,7 @@ use super::shed::ShedLayer;
 use super::{AttemptSigner, OutboundRequest, ResponseBody, RoutePolicy, UpstreamObserver};
 
 /// The whole upstream path as one cloneable service.
-pub type UpstreamService =
+pub(crate) type UpstreamService =
     BoxCloneSyncService<OutboundRequest, http::Response<ResponseBody>, ForwardError>;
 
 /// Composes the upstream path. Read top to bottom: this is the order a request takes.
@@ -37,23 +37,21 @@ pub(crate) fn build(pool: Pool, observer: Arc<dyn UpstreamObserver>) -> Upstream
 }
 
 /// One attempt at sending a request, as the layers below retry see it.
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// A fresh copy of the unsigned request head; signed by the sign layer.
-    pub parts: http::request::Parts,
+    pub(crate) parts: http::request::Parts,
     /// This attempt's body.
-    pub body: AttemptBody,
+    pub(crate) body: AttemptBody,
     /// Turns true once the body has been handed to the connection completely.
-    pub body_sent: watch::Receiver<bool>,
+    pub(crate) body_sent: watch::Receiver<bool>,
     /// Signs the attempt.
-    pub signer: Arc<dyn AttemptSigner>,
+    pub(crate) signer: Arc<dyn AttemptSigner>,
     /// The route's policy.
-    pub policy: Arc<RoutePolicy>,
+    pub(crate) policy: Arc<RoutePolicy>,
     /// The route's name.
-    pub route: Arc<str>,
+    pub(crate) route: Arc<str>,
     /// When the total deadline runs out.
-    pub deadline: Instant,
-    /// 1 for the first attempt.
-    pub number: u32,
+    pub(crate) deadline: Instant,
 }
 
 /// Bounds each attempt by the request's total deadline.
