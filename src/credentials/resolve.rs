@@ -292,7 +292,10 @@ impl ProvideCredentials for ChainProvider {
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
-            let mut builder = DefaultCredentialsChain::builder().configure(self.conf.clone());
+            // An explicit region keeps the chain from asking IMDS for one.
+            let mut builder = DefaultCredentialsChain::builder()
+                .configure(self.conf.clone())
+                .region(Region::new(default_region()));
             if let Some(profile) = &self.profile {
                 builder = builder.profile_name(profile);
             }
