@@ -32,7 +32,8 @@ ENV SIGNET_LISTEN=0.0.0.0:8080 \
     SIGNET_ADMIN__LISTEN=0.0.0.0:9090
 # 8080: the signing proxy. 9090: admin (/healthz, /readyz, /metrics).
 EXPOSE 8080 9090
-USER nonroot:nonroot
+# Numeric, so Kubernetes runAsNonRoot can verify it (distroless "nonroot").
+USER 65532:65532
 # `signet health` probes /healthz on the admin address from SIGNET_ADMIN__LISTEN.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/signet", "health"]

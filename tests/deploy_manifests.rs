@@ -1147,7 +1147,15 @@ fn dockerfile_builds_multi_stage_nonroot_image_that_listens_where_signet_does() 
     let final_from = froms.last().unwrap();
     assert!(final_from.starts_with("gcr.io/distroless/"), "{final_from}");
     assert!(final_from.ends_with(":nonroot"), "{final_from}");
-    assert!(of("USER").last().unwrap().starts_with("nonroot"));
+    // Numeric and non-zero, so Kubernetes' runAsNonRoot can verify it.
+    let user = of("USER")
+        .last()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .parse::<u32>();
+    assert_eq!(user, Ok(65532), "distroless nonroot user");
 
     // The binary copied in is the one the entrypoint and health check run.
     let copy = of("COPY")
