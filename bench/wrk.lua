@@ -1,0 +1,22 @@
+-- wrk script for bench/load.sh.
+--
+-- BENCH_BODY_BYTES > 0 turns every request into a POST with a body of that
+-- many bytes (Content-Type application/octet-stream); otherwise plain GETs.
+-- At the end one machine-readable line is printed:
+--   RESULT <requests> <seconds> <req/s> <p50 ms> <p99 ms> <connect+read+write+timeout errors> <non-2xx/3xx>
+
+local body_bytes = tonumber(os.getenv("BENCH_BODY_BYTES") or "0") or 0
+if body_bytes > 0 then
+  wrk.method = "POST"
+  wrk.body = string.rep("x", body_bytes)
+  wrk.headers["Content-Type"] = "application/octet-stream"
+end
+
+done = function(summary, latency, requests)
+  local seconds = summary.duration / 1e6
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.3f %.1f %.3f %.3f %d %d\n",
+    summary.requests, seconds, summary.requests / seconds,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
