@@ -60,17 +60,11 @@ pub fn main(args: ServeArgs) -> ExitCode {
         }
     };
     // --log-level wins, then RUST_LOG, then the configured level.
-    let level = match (&args.log_level, std::env::var_os("RUST_LOG")) {
-        (Some(flag), _) => Some(flag.as_str()),
-        (None, Some(_)) => None,
-        (None, None) => Some(settings.log.level.as_str()),
-    };
-    let format = match settings.log.format {
-        crate::config::LogFormat::Json => telemetry::LogFormat::Json,
-        crate::config::LogFormat::Pretty => telemetry::LogFormat::Pretty,
-        crate::config::LogFormat::Auto => telemetry::LogFormat::detect(),
-    };
-    if let Err(e) = telemetry::logging::init(level, format) {
+    if let Err(e) = telemetry::logging::init_layered(
+        args.log_level.as_deref(),
+        Some(settings.log.level.as_str()),
+        settings.log.format.into(),
+    ) {
         eprintln!("signet: {e}");
         return ExitCode::from(2);
     }
@@ -130,20 +124,21 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
     let admin_addr = local(&admin_listener);
     readiness.set_config_loaded(true);
 
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
     let proxy_server = {
-        let mut rx = drain_rx.clone();
         let app = crate::proxy::router(proxy.clone());
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|d| *d).await;
+                    let _ = drain_rx.wait_for(|d| *d).await;
                 })
                 .await
         })
     };
+    // The admin listener outlives the proxy's drain, so /readyz can report it.
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::watch::channel(false);
     let admin_server = {
-        let mut rx = drain_rx.clone();
+        let mut rx = admin_stop_rx;
         let app = admin::router(admin_state);
         tokio::spawn(async move {
             axum::serve(admin_listener, app)
@@ -176,6 +171,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
             "drain timeout reached; exiting with requests still in flight"
         ),
     }
+    let _ = admin_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
     Ok(())
 }

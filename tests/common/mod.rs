@@ -99,6 +99,11 @@ impl Upstream {
 
     /// Starts an upstream with a custom answer.
     pub async fn start_with(keys: Keyring, handler: Handler) -> Upstream {
+        Self::start_delayed(keys, handler, Duration::ZERO).await
+    }
+
+    /// Starts an upstream that waits `delay` (without blocking) before answering.
+    pub async fn start_delayed(keys: Keyring, handler: Handler, delay: Duration) -> Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -113,7 +118,11 @@ impl Upstream {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (s, r, k, h) = (s.clone(), r.clone(), k.clone(), h.clone());
-                        async move { Ok::<_, Infallible>(verify_and_answer(req, &k, &s, &r, &h).await) }
+                        async move {
+                            let response = verify_and_answer(req, &k, &s, &r, &h).await;
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -436,7 +445,7 @@ pub struct Signet {
     pub admin: SocketAddr,
     /// Every line the process wrote to stdout and stderr so far.
     pub logs: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Signet {
@@ -519,7 +528,7 @@ impl Signet {
                     addr,
                     admin,
                     logs,
-                    _dir: dir,
+                    dir,
                 };
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -540,6 +549,10 @@ impl Signet {
     }
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin)
+    }
+    /// The config file signet was started with (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("signet.toml")
     }
     pub fn pid(&self) -> u32 {
         self.child.id()

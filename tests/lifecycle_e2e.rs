@@ -1,0 +1,267 @@
+//! The daemon's lifecycle through the real binary: graceful drain on SIGTERM
+//! (slow requests and open streams finish, readiness turns false, exit 0),
+//! the drain timeout, and SIGHUP reloads (good file swaps routes while
+//! in-flight requests finish on the old ones; a bad file is refused).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+
+const SIGTERM: i32 = 15;
+const SIGHUP: i32 = 1;
+
+/// An upstream that answers after `delay`.
+async fn slow_upstream(delay: Duration) -> Upstream {
+    Upstream::start_delayed(Keyring::with_test_key(), Arc::new(echo), delay).await
+}
+
+/// An upstream streaming `n` events, one every `every`.
+async fn streaming_upstream(n: usize, every: Duration) -> Upstream {
+    let handler: Handler = Arc::new(move |_seen: &Seen| {
+        let stream = futures_util::stream::unfold(0usize, move |i| async move {
+            if i == n {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            let frame = http_body::Frame::data(Bytes::from(format!("data: {i}\n\n")));
+            Some((Ok::<_, std::convert::Infallible>(frame), i + 1))
+        });
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(http_body_util::StreamBody::new(stream).boxed())
+            .unwrap()
+    });
+    Upstream::start_with(Keyring::with_test_key(), handler).await
+}
+
+async fn wait_exit(signet: &mut Signet, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = signet.wait_exit(Duration::from_millis(20)) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "signet did not exit within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_request_finish_and_turns_readiness_false() {
+    let up = slow_upstream(Duration::from_millis(1500)).await;
+    let mut signet = Signet::start(&one_route_config(&up.url(), "sqs", "us-east-1", ""));
+    let (status, _, _) = get(&format!("{}/readyz", signet.admin_url())).await;
+    assert_eq!(status, StatusCode::OK, "ready before the drain");
+
+    let url = format!("{}/slow", signet.url());
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    signet.signal(SIGTERM);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (ready, _, body) = get(&format!("{}/readyz", signet.admin_url())).await;
+    assert_eq!(
+        ready,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readiness turns false while draining"
+    );
+    assert!(
+        String::from_utf8_lossy(&body).contains("drain"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let refused = tokio::net::TcpStream::connect(signet.addr).await;
+    assert!(refused.is_err(), "the proxy listener stops accepting");
+
+    let (status, _, _) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "the in-flight request completes");
+    let exit = wait_exit(&mut signet, Duration::from_secs(10)).await;
+    assert!(exit.success(), "exit 0 after the drain, got {exit}");
+    assert!(sent.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_open_stream_finish() {
+    let up = streaming_upstream(8, Duration::from_millis(150)).await;
+    let mut signet = Signet::start(&one_route_config(&up.url(), "bedrock", "us-east-1", ""));
+    let resp = client()
+        .request(
+            Request::post(format!("{}/stream", signet.url()))
+                .body(full("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"data: 0\n\n");
+    signet.signal(SIGTERM);
+    let rest = body
+        .collect()
+        .await
+        .expect("stream completes during drain")
+        .to_bytes();
+    let expected: String = (1..8).map(|i| format!("data: {i}\n\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&rest), expected);
+    let exit = wait_exit(&mut signet, Duration::from_secs(10)).await;
+    assert!(exit.success(), "exit 0, got {exit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_bounds_the_wait_for_stuck_requests() {
+    let up = slow_upstream(Duration::from_secs(8)).await;
+    let cfg = format!(
+        "[shutdown]\ndrain_timeout = \"1s\"\n{}",
+        one_route_config(&up.url(), "sqs", "us-east-1", "")
+    );
+    let mut signet = Signet::start(&cfg);
+    let url = format!("{}/stuck", signet.url());
+    let _in_flight = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    signet.signal(SIGTERM);
+    let exit = wait_exit(&mut signet, Duration::from_secs(6)).await;
+    assert!(exit.success(), "exit 0 after the drain timeout, got {exit}");
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "took {took:?}: {:#?}",
+        signet.logs()
+    );
+}
+
+fn two_route_config(first: &str, second: Option<&str>) -> String {
+    let mut cfg = format!(
+        "[[routes]]\nname = \"first\"\npath_prefix = \"/first\"\nupstream = \"{first}\"\nservice = \"sqs\"\nregion = \"us-east-1\"\n"
+    );
+    if let Some(second) = second {
+        cfg.push_str(&format!(
+            "\n[[routes]]\nname = \"second\"\npath_prefix = \"/second\"\nupstream = \"{second}\"\nservice = \"sns\"\nregion = \"eu-west-1\"\n"
+        ));
+    }
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_routes_while_in_flight_requests_finish_on_the_old_ones() {
+    let slow = slow_upstream(Duration::from_millis(1500)).await;
+    let other = Upstream::start().await;
+    let signet = Signet::start(&two_route_config(&slow.url(), None));
+    let (status, _, _) = get(&format!("{}/second/x", signet.url())).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "no second route yet (and 127.0.0.1 is no AWS host)"
+    );
+
+    let url = format!("{}/first/slow", signet.url());
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The new file moves /first to the other upstream and adds /second.
+    std::fs::write(
+        signet.config_path(),
+        two_route_config(&other.url(), Some(&other.url())),
+    )
+    .unwrap();
+    signet.signal(SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = get(&format!("{}/second/x", signet.url())).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reload did not take effect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _, _) = get(&format!("{}/first/after", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        other
+            .seen()
+            .iter()
+            .any(|s| s.path_and_query == "/first/after"),
+        "new routes serve new requests"
+    );
+    assert_eq!(
+        other
+            .seen()
+            .iter()
+            .find(|s| s.path_and_query == "/second/x")
+            .unwrap()
+            .service,
+        "sns"
+    );
+
+    let (status, _, _) = in_flight.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the in-flight request finishes on the old route"
+    );
+    assert!(slow
+        .seen()
+        .iter()
+        .any(|s| s.path_and_query == "/first/slow"));
+    assert!(slow.rejected().is_empty() && other.rejected().is_empty());
+    assert!(signet
+        .logs()
+        .iter()
+        .any(|l| l.contains("configuration reloaded")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_bad_file_keeps_the_running_configuration() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&two_route_config(&up.url(), None));
+    std::fs::write(
+        signet.config_path(),
+        "[[routes]]\nname = \"broken\"\nupstream = \"not a url\"\nservice = \"sqs\"\nregion = \"us-est-1\"\n",
+    )
+    .unwrap();
+    signet.signal(SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    while !logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l: &String| l.contains("reload rejected"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no rejection logged: {:#?}",
+            signet.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        *logs.lock().unwrap() = signet.logs();
+    }
+    let rejection = logs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("reload rejected"))
+        .cloned()
+        .unwrap();
+    assert!(
+        rejection.contains("routes[0]"),
+        "the error names the key: {rejection}"
+    );
+    let (status, _, _) = get(&format!("{}/first/still", signet.url())).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the old configuration keeps serving"
+    );
+    assert!(up.rejected().is_empty());
+}
