@@ -49,9 +49,10 @@ enum Reply {
     Close,
     /// Never answer.
     Hang,
-    /// Answer 200 with these chunks, pausing `gap` before each; `stall` stops after
-    /// the chunks without ending the body.
+    /// Answer `status` with these chunks (no content-length), pausing `gap` before
+    /// each; `stall` stops after the chunks without ending the body.
     Trickle {
+        status: u16,
         chunks: Vec<Bytes>,
         gap: Duration,
         stall: bool,
@@ -224,7 +225,12 @@ async fn handle(
                     .boxed(),
             ))
         }
-        Reply::Trickle { chunks, gap, stall } => {
+        Reply::Trickle {
+            status,
+            chunks,
+            gap,
+            stall,
+        } => {
             let stream = futures_util::stream::unfold(
                 (chunks.into_iter(), stall),
                 move |(mut chunks, stall)| async move {
@@ -238,7 +244,9 @@ async fn handle(
                     }
                 },
             );
-            Ok(Response::new(BoxBody::new(StreamBody::new(stream))))
+            let mut response = Response::new(BoxBody::new(StreamBody::new(stream)));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok(response)
         }
     }
 }
@@ -719,6 +727,77 @@ async fn does_not_retry_a_plain_client_error_and_keeps_its_body() {
     assert_eq!(body_text(response).await, json);
     assert_eq!(server.seen().len(), 1);
     assert_eq!(recorder.count("retry"), 0);
+}
+
+#[tokio::test]
+async fn classifies_a_chunked_error_body_of_unknown_length() {
+    let json = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+    let server = FakeUpstream::start(move |n| {
+        if n == 0 {
+            Reply::Trickle {
+                status: 400,
+                chunks: vec![
+                    Bytes::from_static(&json.as_bytes()[..20]),
+                    Bytes::from_static(&json.as_bytes()[20..]),
+                ],
+                gap: Duration::from_millis(10),
+                stall: false,
+            }
+        } else {
+            answer(200, "ok")
+        }
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        recorder.count("retry:ThrottlingException"),
+        1,
+        "{:?}",
+        recorder.events()
+    );
+}
+
+#[tokio::test]
+async fn hands_back_a_large_streamed_error_body_intact() {
+    let chunks: Vec<Bytes> = (0..8u8)
+        .map(|i| Bytes::from(vec![b'a' + i; 16 * 1024]))
+        .collect();
+    let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    let server = FakeUpstream::start(move |_| Reply::Trickle {
+        status: 403,
+        chunks: chunks.clone(),
+        gap: Duration::ZERO,
+        stall: false,
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let response = upstream(&recorder)
+        .send(request(
+            &server.uri("/"),
+            OutboundBody::Empty,
+            TestSigner::new(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 128 * 1024);
+    assert!(
+        body[..] == expected[..],
+        "read-ahead frames and the rest, in order"
+    );
+    assert_eq!(server.seen().len(), 1);
 }
 
 #[tokio::test]
@@ -1283,6 +1362,7 @@ async fn connect_timeout_fires_when_the_handshake_never_completes() {
 #[tokio::test]
 async fn idle_timeout_fires_between_body_frames_with_its_name() {
     let server = FakeUpstream::start(|_| Reply::Trickle {
+        status: 200,
         chunks: vec![Bytes::from_static(b"first")],
         gap: Duration::ZERO,
         stall: true,
@@ -1323,6 +1403,7 @@ async fn streams_a_trickling_body_frame_by_frame() {
         .map(|i| Bytes::from(format!("event-{i}\n")))
         .collect();
     let server = FakeUpstream::start(move |_| Reply::Trickle {
+        status: 200,
         chunks: chunks.clone(),
         gap: Duration::from_millis(100),
         stall: false,

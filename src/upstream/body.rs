@@ -8,6 +8,7 @@
 //!   puts it back when dropped, so a later attempt can still send it. Once a byte went
 //!   out the slot stays empty and the request is no longer replayable.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,8 @@ enum Inner {
     Empty,
     Full(Option<Bytes>),
     Incoming(hyper::body::Incoming),
+    /// Frames already read (for classification) followed by the rest of the body.
+    Prefixed(VecDeque<Frame<Bytes>>, Box<ResponseBody>),
 }
 
 struct IdleTimer {
@@ -54,7 +57,7 @@ impl std::fmt::Debug for ResponseBody {
         let kind = match &self.inner {
             Inner::Empty => "empty",
             Inner::Full(_) => "buffered",
-            Inner::Incoming(_) => "streaming",
+            Inner::Incoming(_) | Inner::Prefixed(..) => "streaming",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }
@@ -97,6 +100,16 @@ impl ResponseBody {
         }
     }
 
+    /// `prefix` (frames already read from `rest`) followed by what remains of `rest`.
+    pub(crate) fn prefixed(prefix: VecDeque<Frame<Bytes>>, mut rest: ResponseBody) -> Self {
+        let permit = rest.take_permit();
+        Self {
+            inner: Inner::Prefixed(prefix, Box::new(rest)),
+            idle: None,
+            permit,
+        }
+    }
+
     pub(crate) fn with_permit(mut self, permit: InFlightPermit) -> Self {
         self.permit = Some(permit);
         self
@@ -121,6 +134,10 @@ impl Body for ResponseBody {
         let polled = match &mut this.inner {
             Inner::Empty => Poll::Ready(None),
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Prefixed(prefix, rest) => match prefix.pop_front() {
+                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                None => Pin::new(&mut **rest).poll_frame(cx),
+            },
             Inner::Incoming(incoming) => match Pin::new(&mut *incoming).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if incoming.is_end_stream() {
@@ -172,6 +189,7 @@ impl Body for ResponseBody {
             Inner::Empty => true,
             Inner::Full(bytes) => bytes.is_none(),
             Inner::Incoming(incoming) => incoming.is_end_stream(),
+            Inner::Prefixed(prefix, rest) => prefix.is_empty() && rest.is_end_stream(),
         }
     }
 
@@ -181,6 +199,19 @@ impl Body for ResponseBody {
             Inner::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::Incoming(incoming) => incoming.size_hint(),
+            Inner::Prefixed(prefix, rest) => {
+                let buffered: u64 = prefix
+                    .iter()
+                    .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+                    .sum();
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(buffered));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(buffered));
+                }
+                hint
+            }
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The retry layer: which outcomes are retried, backoff, the retry budget, Retry-After,
 //! and the adaptive client-side rate limiter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures_util::future::BoxFuture;
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -225,21 +225,23 @@ fn judge_response(
     }
 }
 
-/// Reads a small error body (known length up to [`MAX_CLASSIFIED_BODY`]) to find its
-/// error code, and puts the same bytes back into the response.
+/// Reads up to [`MAX_CLASSIFIED_BODY`] of an error body to find its error code, and
+/// puts the same frames back in front of the rest. Bodies known to be larger are not
+/// read at all; a body of unknown length that turns out larger is handed back as
+/// read-so-far plus the remaining stream, unclassified.
 async fn classify_response(
     response: http::Response<ResponseBody>,
 ) -> Result<(http::Response<ResponseBody>, Verdict), ForwardError> {
     if response.status().as_u16() < 400 {
         return Ok((response, Verdict::final_()));
     }
-    let small = response
+    let too_large = response
         .body()
         .size_hint()
         .exact()
-        .is_some_and(|n| n <= MAX_CLASSIFIED_BODY);
+        .is_some_and(|n| n > MAX_CLASSIFIED_BODY);
     let header_code = error_code(response.headers(), None);
-    if header_code.is_some() || !small {
+    if header_code.is_some() || too_large {
         let verdict = judge_response(
             response.status(),
             response.headers(),
@@ -248,14 +250,48 @@ async fn classify_response(
         return Ok((response, verdict));
     }
     let (parts, mut body) = response.into_parts();
-    let permit = body.take_permit();
-    let bytes: Bytes = body.collect().await?.to_bytes();
+    let mut frames = VecDeque::new();
+    let mut read = 0u64;
+    let complete = loop {
+        if read > MAX_CLASSIFIED_BODY {
+            break false;
+        }
+        match body.frame().await {
+            None => break true,
+            Some(frame) => {
+                let frame = frame?;
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                frames.push_back(frame);
+            }
+        }
+    };
+    if !complete {
+        let verdict = judge_response(parts.status, &parts.headers, None);
+        return Ok((
+            http::Response::from_parts(parts, ResponseBody::prefixed(frames, body)),
+            verdict,
+        ));
+    }
+    let mut bytes = BytesMut::with_capacity(usize::try_from(read).unwrap_or(0));
+    let mut only_data = true;
+    for frame in &frames {
+        match frame.data_ref() {
+            Some(data) => bytes.extend_from_slice(data),
+            None => only_data = false,
+        }
+    }
+    let bytes = bytes.freeze();
     let code = error_code(&parts.headers, Some(&bytes));
     let verdict = judge_response(parts.status, &parts.headers, code.as_deref());
-    let mut body = ResponseBody::from_bytes(bytes);
-    if let Some(permit) = permit {
-        body = body.with_permit(permit);
-    }
+    let body = if only_data {
+        let mut replacement = ResponseBody::from_bytes(bytes);
+        if let Some(permit) = body.take_permit() {
+            replacement = replacement.with_permit(permit);
+        }
+        replacement
+    } else {
+        ResponseBody::prefixed(frames, body)
+    };
     Ok((http::Response::from_parts(parts, body), verdict))
 }
 
