@@ -943,4 +943,17 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn syntax_errors_do_not_quote_the_file() {
+        let text = "[credentials.local]\nkind = \"static\"\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\nsecret_access_key = \"wJalrXUtnFEMI/K7MDENG\" oops\n";
+        let e = parse(text).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
+        let shown = e.to_string();
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(shown.contains("line 4"), "{shown}");
+        let yaml = "listen: [\nsecret: wJalrXUtnFEMI\n";
+        let shown = Settings::from_str(yaml, ConfigFormat::Yaml).unwrap_err().to_string();
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+    }
 }

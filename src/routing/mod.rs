@@ -99,9 +99,9 @@ pub struct Target {
     pub policy: Arc<TargetPolicy>,
 }
 
-/// Why a request has no target. The proxy answers 404 for
-/// [`RouteError::NoRoute`] and 403 for [`RouteError::UnknownHost`], with the
-/// message as the reason.
+/// Why a request has no target. The proxy answers with [`RouteError::status`]
+/// (404 for [`RouteError::NoRoute`], 403 for [`RouteError::UnknownHost`]) and
+/// the message as the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// Nothing matches; the reason is one line.
@@ -210,6 +210,7 @@ impl RouteTable {
             Some(h) => split_port(h),
             None => (None, None),
         };
+        let host_name = host_name.map(|h| h.strip_suffix('.').unwrap_or(h));
         for route in &self.routes {
             if let Some(want) = &route.host {
                 match host_name {
@@ -226,6 +227,14 @@ impl RouteTable {
                 if !segment_prefix(prefix, path) {
                     continue;
                 }
+            }
+            if !route.base_path.is_empty() && has_dot_dot_segment(path) {
+                return Err(RouteError::NoRoute {
+                    reason: format!(
+                        "route {} forwards under a base path, and paths with '..' segments could leave it",
+                        route.name
+                    ),
+                });
             }
             return Ok(route.target(path));
         }
@@ -360,6 +369,14 @@ fn segment_prefix(prefix: &str, path: &str) -> bool {
     path == prefix
         || (path.starts_with(prefix)
             && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+}
+
+/// Whether the path has a `..` segment, literal or percent-encoded.
+fn has_dot_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        matches!(lower.as_str(), ".." | "%2e." | ".%2e" | "%2e%2e")
+    })
 }
 
 /// A client-supplied value shortened and stripped of control characters for messages.
@@ -550,6 +567,30 @@ mod tests {
                 ),
                 ("search".into(), None),
             ]
+        );
+    }
+
+    #[test]
+    fn refuses_dot_dot_segments_under_a_base_path() {
+        let t = table(ROUTES);
+        for path in ["/x/../../other", "/x/%2E%2E/y", "/.%2e/y"] {
+            let e = t.resolve(Some("metrics.internal"), path).unwrap_err();
+            assert!(e.to_string().contains("'..' segments"), "{path}: {e}");
+            assert_eq!(e.status(), http::StatusCode::NOT_FOUND, "{path}");
+        }
+        // Without a base path the upstream sees exactly what the client sent.
+        let target = t.resolve(None, "/local/a/../b").unwrap();
+        assert_eq!(target.path, "/local/a/../b");
+        // A dotted name is not a dot segment.
+        assert!(t.resolve(Some("metrics.internal"), "/a/..b/c").is_ok());
+    }
+
+    #[test]
+    fn host_route_ignores_a_trailing_dot() {
+        let t = table(ROUTES);
+        assert_eq!(
+            &*t.resolve(Some("metrics.internal."), "/").unwrap().route,
+            "by-host"
         );
     }
 
