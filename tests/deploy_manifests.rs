@@ -1009,11 +1009,24 @@ fn chart_metadata_matches_the_crate() {
 #[test]
 fn chart_values_config_is_a_valid_signet_config() {
     let chart = Chart::load();
-    let toml_text = toml::to_string(get(&chart.values, "config")).unwrap();
-    let settings = Settings::from_str(&toml_text, signet::config::ConfigFormat::Toml)
-        .unwrap_or_else(|e| panic!("values.yaml config: {e}\n{toml_text}"));
+    let yaml_text = serde_yaml::to_string(get(&chart.values, "config")).unwrap();
+    let settings = Settings::from_str(&yaml_text, signet::config::ConfigFormat::Yaml)
+        .unwrap_or_else(|e| panic!("values.yaml config: {e}\n{yaml_text}"));
     assert_eq!(settings.shutdown.drain_timeout, defaults::DRAIN_TIMEOUT);
     assert!(!settings.routes.is_empty());
+    // The rendered ConfigMap carries the same settings, integers included.
+    let docs = chart.docs(&[]);
+    let cm = docs.iter().find(|d| kind(d) == "ConfigMap").unwrap();
+    let rendered = Settings::from_str(
+        str_at(cm, "data.signet.yaml"),
+        signet::config::ConfigFormat::Yaml,
+    )
+    .unwrap();
+    assert_eq!(rendered, settings);
+    assert_eq!(
+        Some(u64::from(rendered.defaults.policy.retry.max_attempts)),
+        get(&chart.values, "config.defaults.retry.max_attempts").as_u64()
+    );
 }
 
 #[test]

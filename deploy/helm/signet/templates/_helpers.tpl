@@ -33,7 +33,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 name: signet
 image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
 imagePullPolicy: {{ .Values.image.pullPolicy }}
-args: ["serve", "--config", "/etc/signet/signet.toml"]
+args: ["serve", "--config", "/etc/signet/signet.yaml"]
 env:
   - name: SIGNET_LISTEN
     {{- if eq .Values.mode "sidecar" }}
