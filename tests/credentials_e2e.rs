@@ -464,3 +464,31 @@ async fn outage_serves_cached_keys_then_503_then_recovers() {
     assert!(imds.control.find(&last).is_some());
     assert!(upstream.rejected().is_empty(), "{:?}", upstream.rejected());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_chain_finds_ecs_credentials_and_signs_proxied_requests() {
+    let keys = Keyring::default();
+    let token = Arc::new(Mutex::new("ecs-task-token".to_owned()));
+    let endpoint = standins::container(Duration::from_secs(3600), token);
+    trust_issued(&endpoint.control, &keys);
+    let upstream = upstream_with(keys).await;
+    // No [credentials] section: signet uses the SDK chain, which finds the
+    // container endpoint after the empty environment and profile files.
+    let cfg = common::one_route_config(&upstream.url(), "execute-api", "us-east-1", "");
+    let full_uri = format!("{}/v2/credentials/task", endpoint.url());
+    let signet = Signet::start_with_env(
+        &cfg,
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &full_uri),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-task-token"),
+        ],
+        &[],
+    );
+    let (status, _) = get_ok(&signet, "/chain").await;
+    assert_eq!(status, StatusCode::OK, "{:#?}", signet.logs());
+    assert_signed_by(
+        &upstream,
+        &signet,
+        &endpoint.control.issued()[0].access_key_id,
+    );
+}
