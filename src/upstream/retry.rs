@@ -584,24 +584,20 @@ where
                             }
                         }
                     }
-                    return outcome.map(|(response, _)| response);
+                    return answer(outcome);
                 };
-                let give_up = |outcome: Result<
-                    (http::Response<ResponseBody>, Verdict),
-                    ForwardError,
-                >| { outcome.map(|(response, _)| response) };
                 if number >= settings.max_attempts || !source.replayable() {
-                    return give_up(outcome);
+                    return answer(outcome);
                 }
                 let mut delay = jittered(backoff_bound(settings, number));
                 if let Some(wanted) = verdict.retry_after {
                     if wanted > settings.max_backoff {
-                        return give_up(outcome);
+                        return answer(outcome);
                     }
                     delay = delay.max(wanted);
                 }
                 if Instant::now() + delay >= deadline {
-                    return give_up(outcome);
+                    return answer(outcome);
                 }
                 if settings.budget_enabled {
                     let cost = if verdict.timeout {
@@ -617,7 +613,7 @@ where
                     if !granted {
                         observer.budget_exhausted(&route);
                         tracing::debug!(route = %route, reason = %reason, "retry budget exhausted; returning the upstream's answer");
-                        return give_up(outcome);
+                        return answer(outcome);
                     }
                     taken = Some(cost);
                 }
@@ -631,6 +627,13 @@ where
             }
         })
     }
+}
+
+/// The outcome of the last attempt, as the client gets it.
+fn answer(
+    outcome: Result<(http::Response<ResponseBody>, Verdict), ForwardError>,
+) -> Result<http::Response<ResponseBody>, ForwardError> {
+    outcome.map(|(response, _)| response)
 }
 
 async fn wait_for_send_token(
