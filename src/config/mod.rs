@@ -693,6 +693,10 @@ mod tests {
             ("/just/a/path", "needs a scheme"),
             ("http://", "is not a URL"),
             ("https://h.example/x?y=1", "cannot carry a query"),
+            (
+                "http://sqs.us-east-1.amazonaws.com",
+                "session token in clear",
+            ),
             ("http://user:pw@h.example", "user info"),
         ] {
             let text = format!("[[routes]]\nname = \"opensearch\"\nupstream = \"{url}\"\nservice = \"es\"\nregion = \"us-east-1\"\n");
@@ -953,7 +957,9 @@ mod tests {
         assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
         assert!(shown.contains("line 4"), "{shown}");
         let yaml = "listen: [\nsecret: wJalrXUtnFEMI\n";
-        let shown = Settings::from_str(yaml, ConfigFormat::Yaml).unwrap_err().to_string();
+        let shown = Settings::from_str(yaml, ConfigFormat::Yaml)
+            .unwrap_err()
+            .to_string();
         assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
     }
 }

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::credentials::settings::validate_role_arn;
 use crate::credentials::SourceSettings;
-use crate::routing::endpoint::{is_region_name, parse_host, EndpointError};
+use crate::routing::endpoint::{is_aws_domain, is_region_name, parse_host, EndpointError};
 use crate::upstream::RoutePolicy;
 
 /// Largest accepted body cap: signed payloads are held in memory.
@@ -357,6 +357,15 @@ fn validate_route(
     }
 
     let upstream = match parse_upstream(&route.upstream) {
+        Ok(u) if u.scheme == http::uri::Scheme::HTTP && is_aws_domain(u.host()) => {
+            ctx.add(
+                "upstream",
+                format!(
+                    "'{u}' is an AWS endpoint over plain http, which would send the session token in clear; use https"
+                ),
+            );
+            None
+        }
         Ok(u) => Some(u),
         Err(reason) => {
             ctx.add("upstream", reason);
@@ -467,7 +476,13 @@ fn validate_route(
         }
         Some(StripPrefix::Prefix(p)) => {
             let p = p.trim().trim_end_matches('/').to_string();
-            if !p.starts_with('/') {
+            if p.is_empty() {
+                ctx.add(
+                    "strip_prefix",
+                    "'/' strips nothing; give a prefix such as \"/api\", or true/false",
+                );
+                None
+            } else if !p.starts_with('/') {
                 ctx.add(
                     "strip_prefix",
                     format!("'{p}' must start with '/' (or be true/false)"),
