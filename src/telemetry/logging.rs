@@ -196,6 +196,13 @@ pub fn init_layered(
 }
 
 /// Like [`init`], but writing to `writer` (a file, stderr, a test buffer).
+///
+/// ```no_run
+/// use signet::telemetry::logging::{init_with_writer, LogFormat};
+/// let file = std::fs::File::create("/var/log/signet.jsonl")?;
+/// init_with_writer(Some("trace"), LogFormat::Json, std::sync::Mutex::new(file))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn init_with_writer<W>(
     level: Option<&str>,
     format: LogFormat,
@@ -538,6 +545,35 @@ mod tests {
             "/b/k?X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED"
         );
         assert!(!out.contains(SIGNATURE) && !out.contains(TOKEN));
+    }
+
+    #[test]
+    fn subscriber_writes_json_lines_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signet.log");
+        let file = std::fs::File::create(&path).unwrap();
+        let sub = subscriber(
+            EnvFilter::try_new("trace").unwrap(),
+            LogFormat::Json,
+            Mutex::new(file),
+        );
+        tracing::subscriber::with_default(sub, || {
+            access_log(&AccessRecord {
+                route: "file",
+                path: &format!("/k?X-Amz-Security-Token={TOKEN}"),
+                ..AccessRecord::default()
+            });
+            tracing::debug!(target: "signet::test", detail = "second line");
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["route"], "file");
+        assert_eq!(lines[1]["detail"], "second line");
+        assert!(!text.contains(TOKEN));
     }
 
     #[test]
