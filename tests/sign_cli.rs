@@ -302,3 +302,440 @@ fn presigns_every_v4_suite_case_in_query_mode() {
         failures.join("\n\n")
     );
 }
+
+/// `legacy-botocore-aws4_testsuite`: header signing only; the request
+/// files already carry `X-Amz-Date`, which signing replaces with the same
+/// value. Compares canonical request, string to sign and Authorization.
+#[test]
+fn signs_every_legacy_botocore_case() {
+    fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                collect(&path, out);
+            } else if path.extension().is_some_and(|e| e == "req") {
+                out.push(path);
+            }
+        }
+    }
+    let mut requests = Vec::new();
+    collect(
+        &suite_dir().join("legacy-botocore-aws4_testsuite"),
+        &mut requests,
+    );
+    requests.sort();
+    assert!(!requests.is_empty(), "no legacy cases found");
+    let args = [
+        "--service",
+        "service",
+        "--region",
+        "us-east-1",
+        "--time",
+        "20150830T123600Z",
+        "--format",
+        "json",
+    ];
+    let mut failures = Vec::new();
+    for req in &requests {
+        let read = |ext: &str| std::fs::read_to_string(req.with_extension(ext)).unwrap();
+        let name = req.file_stem().unwrap().to_string_lossy().into_owned();
+        // botocore's harness supplies the session token of its v4
+        // counterpart (e.g. get-vanilla-with-session-token) out of band.
+        let v4_context = suite_dir().join("v4").join(&name).join("context.json");
+        let token = std::fs::read(&v4_context).ok().and_then(|bytes| {
+            let context: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let omitted = context["omit_session_token"].as_bool().unwrap_or(false);
+            let token = context["credentials"]["token"].as_str().map(str::to_string);
+            token.filter(|_| !omitted)
+        });
+        let env = suite_env(token.as_deref());
+        let out = signet_sign(&args, &std::fs::read(req).unwrap(), &borrow_env(&env));
+        if !out.status.success() {
+            failures.push(format!("{name}: {}", String::from_utf8_lossy(&out.stderr)));
+            continue;
+        }
+        let json = json_of(&out);
+        for (field, ext) in [
+            ("canonical_request", "creq"),
+            ("string_to_sign", "sts"),
+            ("authorization", "authz"),
+        ] {
+            let want = read(ext);
+            if json[field] != want.as_str() {
+                failures.push(format!(
+                    "{name}: {field}\n--- expected\n{want}\n--- got\n{}",
+                    json[field].as_str().unwrap_or("<missing>")
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failure(s) over {} legacy cases:\n{}",
+        failures.len(),
+        requests.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// `s3-doc-examples.jsonl`: the S3 API reference examples (header signing,
+/// a presigned GET, the aws-chunked seed request) through `signet sign`.
+#[test]
+fn signs_the_s3_documentation_examples() {
+    let path = suite_dir().join("s3-doc-examples.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut count = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let ex: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = ex["id"].as_str().unwrap();
+        let url = ex["url"].as_str().unwrap();
+        let after_scheme = url.split_once("://").unwrap().1;
+        let target = &after_scheme[after_scheme.find('/').unwrap()..];
+        let mut request = format!("{} {target} HTTP/1.1\n", ex["method"].as_str().unwrap());
+        for header in ex["headers"].as_array().unwrap() {
+            request.push_str(&format!(
+                "{}: {}\n",
+                header[0].as_str().unwrap(),
+                header[1].as_str().unwrap()
+            ));
+        }
+        request.push('\n');
+        let mut stdin = request.into_bytes();
+        if !ex.get("chunk_sizes").is_some_and(|v| !v.is_null()) {
+            use base64::Engine as _;
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(ex["body_b64"].as_str().unwrap_or(""))
+                .unwrap();
+            stdin.extend_from_slice(&body);
+        }
+
+        let time = ex["timestamp"].as_str().unwrap().to_string();
+        let expires;
+        let mut args = vec![
+            "--service",
+            ex["service"].as_str().unwrap(),
+            "--region",
+            ex["region"].as_str().unwrap(),
+            "--time",
+            &time,
+            "--format",
+            "json",
+        ];
+        if let Some(secs) = ex["presign_expires"].as_u64() {
+            expires = secs.to_string();
+            args.extend(["--presign", "--expires", &expires, "--unsigned-payload"]);
+        }
+        if let Some(hash) = ex["payload_hash"].as_str() {
+            args.extend(["--payload-hash", hash]);
+        }
+        let env = [
+            ("AWS_ACCESS_KEY_ID", ex["access_key"].as_str().unwrap()),
+            ("AWS_SECRET_ACCESS_KEY", ex["secret_key"].as_str().unwrap()),
+        ];
+        let out = signet_sign(&args, &stdin, &env);
+        assert!(
+            out.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json = json_of(&out);
+        assert_eq!(
+            json["signature"], ex["expected_signature"],
+            "{id}: signature"
+        );
+        assert_eq!(
+            json["signed_headers"], ex["expected_signed_headers"],
+            "{id}: signed headers"
+        );
+        count += 1;
+    }
+    assert!(count > 0, "no examples in {}", path.display());
+}
+
+// ---- behaviour --------------------------------------------------------
+
+fn vanilla_env() -> Vec<(&'static str, String)> {
+    suite_env(None)
+}
+
+const SUITE_ARGS: [&str; 6] = [
+    "--service",
+    "service",
+    "--region",
+    "us-east-1",
+    "--time",
+    "20150830T123600Z",
+];
+
+#[test]
+fn crlf_input_gets_crlf_output_and_the_same_signature() {
+    let env = vanilla_env();
+    let env = borrow_env(&env);
+    let lf = signet_sign(
+        &SUITE_ARGS,
+        b"GET / HTTP/1.1\nHost: example.amazonaws.com\n\n",
+        &env,
+    );
+    let crlf = signet_sign(
+        &SUITE_ARGS,
+        b"GET / HTTP/1.1\r\nHost: example.amazonaws.com\r\n\r\n",
+        &env,
+    );
+    assert!(lf.status.success() && crlf.status.success());
+    let lf = String::from_utf8(lf.stdout).unwrap();
+    let crlf = String::from_utf8(crlf.stdout).unwrap();
+    assert_eq!(crlf, lf.replace('\n', "\r\n"));
+    // The input's `Name: value` style is kept for the added headers.
+    assert!(lf.contains("\nX-Amz-Date: 20150830T123600Z\n"), "{lf}");
+    assert!(
+        lf.contains("Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31\n")
+    );
+}
+
+#[test]
+fn resigning_a_signed_request_replaces_its_authorization_and_date() {
+    let env = vanilla_env();
+    let env = borrow_env(&env);
+    let plain = b"GET / HTTP/1.1\nHost:example.amazonaws.com\n\n";
+    let first = signet_sign(&SUITE_ARGS, plain, &env);
+    assert!(first.status.success());
+    // Re-sign the output at a later time: old Authorization/X-Amz-Date go.
+    let mut later = SUITE_ARGS;
+    later[5] = "20160101T000000Z";
+    let again = signet_sign(&later, &first.stdout, &env);
+    let direct = signet_sign(&later, plain, &env);
+    assert!(again.status.success());
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap(),
+        String::from_utf8(direct.stdout).unwrap()
+    );
+}
+
+#[test]
+fn represigning_a_presigned_url_drops_the_old_parameters() {
+    let env = vanilla_env();
+    let env = borrow_env(&env);
+    let mut args = SUITE_ARGS.to_vec();
+    args.push("--presign");
+    let plain = b"GET /?a=1 HTTP/1.1\nHost:example.amazonaws.com\n\n";
+    let first = signet_sign(&args, plain, &env);
+    assert!(first.status.success());
+    let again = signet_sign(&args, &first.stdout, &env);
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap(),
+        String::from_utf8(first.stdout).unwrap()
+    );
+}
+
+#[test]
+fn s3_signs_content_sha256_and_takes_the_payload_hash_from_the_request() {
+    let env = vanilla_env();
+    let env = borrow_env(&env);
+    let args = [
+        "--service",
+        "s3",
+        "--region",
+        "us-east-1",
+        "--time",
+        "20150830T123600Z",
+        "--format",
+        "json",
+    ];
+    let declared =
+        b"PUT /k HTTP/1.1\nHost:b.s3.amazonaws.com\nx-amz-content-sha256:UNSIGNED-PAYLOAD\n\nbody";
+    let json = json_of(&signet_sign(&args, declared, &env));
+    assert!(json["canonical_request"]
+        .as_str()
+        .unwrap()
+        .ends_with("\nhost;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD"));
+    // Same as asking for it explicitly on a request without the header.
+    let mut explicit_args = args.to_vec();
+    explicit_args.push("--unsigned-payload");
+    let explicit = json_of(&signet_sign(
+        &explicit_args,
+        b"PUT /k HTTP/1.1\nHost:b.s3.amazonaws.com\n\nbody",
+        &env,
+    ));
+    assert_eq!(json["signature"], explicit["signature"]);
+}
+
+#[test]
+fn sign_body_adds_content_sha256_for_other_services() {
+    let env = vanilla_env();
+    let env = borrow_env(&env);
+    let mut args = SUITE_ARGS.to_vec();
+    args.push("--sign-body");
+    let out = signet_sign(
+        &args,
+        b"POST / HTTP/1.1\nHost:example.amazonaws.com\n\nhello",
+        &env,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // sha256("hello")
+    let hash = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+    assert!(
+        text.contains(&format!("\nx-amz-content-sha256:{hash}\n")),
+        "{text}"
+    );
+    assert!(text.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date,"));
+    assert!(text.ends_with("\n\nhello"));
+}
+
+#[test]
+fn binary_body_is_echoed_verbatim_and_left_out_of_json() {
+    let env = vanilla_env();
+    let env = borrow_env(&env);
+    let mut input = b"PUT /bin HTTP/1.1\nHost:example.amazonaws.com\n\n".to_vec();
+    input.extend_from_slice(&[0, 159, 146, 150, 255, b'\n', 0]);
+    let out = signet_sign(&SUITE_ARGS, &input, &env);
+    assert!(out.status.success());
+    assert!(out
+        .stdout
+        .ends_with(&[b'\n', b'\n', 0, 159, 146, 150, 255, b'\n', 0]));
+    let mut args = SUITE_ARGS.to_vec();
+    args.extend(["--format", "json"]);
+    let json = json_of(&signet_sign(&args, &input, &env));
+    assert_eq!(json["body_omitted"], "7 bytes, not UTF-8");
+    assert!(json["signed_request"].as_str().unwrap().ends_with("\n\n"));
+}
+
+#[test]
+fn help_is_a_manual_for_signature_does_not_match() {
+    let out = signet_sign(&["--help"], b"", &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "SignatureDoesNotMatch",
+        "canonical_request",
+        "AWS_SECRET_ACCESS_KEY",
+        "--presign",
+        "--format",
+        "EXIT STATUS",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}
+
+// ---- bad input: exit 2, one line on stderr ----------------------------
+
+/// Asserts exit status 2, nothing on stdout, and exactly one stderr line
+/// containing `reason` (and never the secret key).
+fn assert_rejected(out: &Output, reason: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.ends_with('\n') && stderr.matches('\n').count() == 1,
+        "not one line: {stderr:?}"
+    );
+    assert!(stderr.contains(reason), "{stderr:?} lacks {reason:?}");
+    assert!(!stderr.contains(SECRET_ACCESS_KEY));
+}
+
+fn reject(args: &[&str], stdin: &[u8]) -> Output {
+    let env = vanilla_env();
+    signet_sign(args, stdin, &borrow_env(&env))
+}
+
+const VANILLA: &[u8] = b"GET / HTTP/1.1\nHost:example.amazonaws.com\n\n";
+
+#[test]
+fn rejects_empty_input_as_missing_request_line() {
+    assert_rejected(&reject(&SUITE_ARGS, b""), "no request line");
+    assert_rejected(&reject(&SUITE_ARGS, b"\n\n"), "no request line");
+}
+
+#[test]
+fn rejects_request_line_without_target() {
+    assert_rejected(
+        &reject(&SUITE_ARGS, b"GET\nHost:h\n\n"),
+        "has no request target",
+    );
+}
+
+#[test]
+fn rejects_header_line_without_colon() {
+    assert_rejected(
+        &reject(&SUITE_ARGS, b"GET / HTTP/1.1\nHost:h\nnot a header\n\n"),
+        "line 3: not a `Name: value` header",
+    );
+}
+
+#[test]
+fn rejects_request_without_host() {
+    assert_rejected(
+        &reject(&SUITE_ARGS, b"GET / HTTP/1.1\nAccept:*/*\n\n"),
+        "request has no Host header",
+    );
+}
+
+#[test]
+fn rejects_bad_time() {
+    for bad in [
+        "yesterday",
+        "20150830T123600",
+        "2015-13-30T12:36:00Z",
+        "20150230T000000Z",
+    ] {
+        let args = ["--service", "s", "--region", "r", "--time", bad];
+        assert_rejected(&reject(&args, VANILLA), &format!("bad --time {bad:?}"));
+    }
+}
+
+#[test]
+fn rejects_missing_credentials() {
+    for env in [
+        vec![],
+        vec![("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)],
+        vec![("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)],
+        vec![
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ],
+    ] {
+        assert_rejected(&signet_sign(&SUITE_ARGS, VANILLA, &env), "no credentials");
+    }
+}
+
+#[test]
+fn rejects_unsigned_payload_with_payload_hash() {
+    let mut args = SUITE_ARGS.to_vec();
+    args.extend(["--unsigned-payload", "--payload-hash", "UNSIGNED-PAYLOAD"]);
+    assert_rejected(&reject(&args, VANILLA), "cannot be used together");
+}
+
+#[test]
+fn rejects_malformed_payload_hash() {
+    let mut args = SUITE_ARGS.to_vec();
+    args.extend(["--payload-hash", "not a hash"]);
+    assert_rejected(&reject(&args, VANILLA), "payload hash must be");
+}
+
+#[test]
+fn rejects_expires_without_presign() {
+    let mut args = SUITE_ARGS.to_vec();
+    args.extend(["--expires", "60"]);
+    assert_rejected(&reject(&args, VANILLA), "--expires needs --presign");
+}
+
+#[test]
+fn rejects_expires_out_of_range() {
+    for secs in ["0", "604801"] {
+        let mut args = SUITE_ARGS.to_vec();
+        args.extend(["--presign", "--expires", secs]);
+        assert_rejected(
+            &reject(&args, VANILLA),
+            &format!("--expires must be between 1 and 604800 seconds, got {secs}"),
+        );
+    }
+}
+
+#[test]
+fn rejects_invalid_scope() {
+    let args = ["--service", "my service", "--region", "us-east-1"];
+    assert_rejected(&reject(&args, VANILLA), "region and service must be");
+}

@@ -521,3 +521,179 @@ fn url_of(host: &str, target: &str) -> String {
     }
     url
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sign: SignArgs,
+    }
+
+    fn args(list: &[&str]) -> SignArgs {
+        Cli::try_parse_from(std::iter::once("sign").chain(list.iter().copied()))
+            .unwrap()
+            .sign
+    }
+
+    fn env_with_token(token: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
+        move |name| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some(SECRET.into()),
+            "AWS_SESSION_TOKEN" => token.map(str::to_string),
+            _ => None,
+        }
+    }
+
+    fn run_in_process(
+        list: &[&str],
+        input: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> (String, Vec<u8>, String) {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let code = run(&args(list), &mut &input[..], &mut stdout, &mut stderr, env);
+        (
+            format!("{code:?}"),
+            stdout,
+            String::from_utf8(stderr).unwrap(),
+        )
+    }
+
+    const SUITE: [&str; 6] = [
+        "--service",
+        "service",
+        "--region",
+        "us-east-1",
+        "--time",
+        "20150830T123600Z",
+    ];
+
+    #[test]
+    fn signs_the_vanilla_suite_request_in_process() {
+        let (code, stdout, stderr) = run_in_process(
+            &SUITE,
+            b"GET / HTTP/1.1\nHost:example.amazonaws.com\n",
+            &env_with_token(None),
+        );
+        assert_eq!(code, format!("{:?}", ExitCode::SUCCESS), "{stderr}");
+        assert_eq!(
+            String::from_utf8(stdout).unwrap(),
+            "GET / HTTP/1.1\nHost:example.amazonaws.com\nX-Amz-Date:20150830T123600Z\n\
+             Authorization:AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, \
+             Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31\n\n"
+        );
+    }
+
+    #[test]
+    fn session_token_from_env_is_sent_before_the_date() {
+        let (_, stdout, _) = run_in_process(
+            &SUITE,
+            b"GET / HTTP/1.1\nHost:example.amazonaws.com\n",
+            &env_with_token(Some("tok")),
+        );
+        let text = String::from_utf8(stdout).unwrap();
+        let token = text.find("X-Amz-Security-Token:tok\n").unwrap();
+        let date = text.find("X-Amz-Date:").unwrap();
+        assert!(token < date, "{text}");
+        assert!(text.contains("SignedHeaders=host;x-amz-date;x-amz-security-token,"));
+    }
+
+    #[test]
+    fn errors_are_one_line_exit_2_and_never_show_the_secret() {
+        let (code, stdout, stderr) =
+            run_in_process(&SUITE, b"GET / HTTP/1.1\n\n", &env_with_token(Some("tok")));
+        assert_eq!(code, format!("{:?}", ExitCode::from(2)));
+        assert!(stdout.is_empty());
+        assert_eq!(
+            stderr,
+            "signet sign: request has no Host header: add a `Host: <endpoint>` line\n"
+        );
+        assert!(!stderr.contains(SECRET));
+    }
+
+    #[test]
+    fn empty_credential_variables_count_as_unset() {
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKID".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some(String::new()),
+            _ => None,
+        };
+        assert!(matches!(
+            credentials_from_env(&env),
+            Err(SignError::NoCredentials)
+        ));
+        let creds = credentials_from_env(&|name: &str| match name {
+            "AWS_SESSION_TOKEN" => Some(String::new()),
+            _ => Some("x".to_string()),
+        })
+        .unwrap();
+        assert_eq!(creds.session_token, None);
+    }
+
+    #[test]
+    fn removes_only_presign_parameters_from_the_query() {
+        assert_eq!(
+            query_without_presign_params(
+                "a=1&X-Amz-Signature=abc&X-Amz-Date=x&x-amz-date=kept&b&X-Amz-Expires"
+            ),
+            "a=1&x-amz-date=kept&b"
+        );
+        assert_eq!(query_without_presign_params(""), "");
+    }
+
+    #[test]
+    fn url_escapes_what_a_url_cannot_carry() {
+        assert_eq!(
+            url_of("h.example", "/a b/ሴ?x=\"1\""),
+            "https://h.example/a%20b/%E1%88%B4?x=%221%22"
+        );
+        assert_eq!(
+            url_of("ignored", "http://h.example:8080/p?q"),
+            "https://h.example:8080/p?q"
+        );
+    }
+
+    #[test]
+    fn presign_keeps_an_absolute_form_target() {
+        let (_, stdout, stderr) = run_in_process(
+            &[&SUITE[..], &["--presign"]].concat(),
+            b"GET http://example.amazonaws.com/p?a=1 HTTP/1.1\nHost:example.amazonaws.com\n",
+            &env_with_token(None),
+        );
+        let text = String::from_utf8(stdout).unwrap();
+        assert!(
+            text.starts_with("GET http://example.amazonaws.com/p?a=1&X-Amz-Algorithm="),
+            "{text}{stderr}"
+        );
+    }
+
+    #[test]
+    fn flags_are_checked_before_stdin_is_read() {
+        struct Unreadable;
+        impl Read for Unreadable {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                panic!("stdin read before the flags were checked")
+            }
+        }
+        let mut stderr = Vec::new();
+        let code = run(
+            &args(&[&SUITE[..], &["--expires", "5"]].concat()),
+            &mut Unreadable,
+            &mut Vec::new(),
+            &mut stderr,
+            &env_with_token(None),
+        );
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(2)));
+        assert_eq!(
+            String::from_utf8(stderr).unwrap(),
+            "signet sign: --expires needs --presign\n"
+        );
+    }
+}
