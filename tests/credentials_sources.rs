@@ -663,3 +663,99 @@ async fn check_identity_calls_get_caller_identity_signed_by_signets_signer() {
     assert!(!stdout.contains(common::SECRET));
     assert!(!stdout.contains(common::TOKEN));
 }
+
+#[test]
+fn profile_source_uses_the_sso_token_cached_by_aws_sso_login() {
+    let sso = standins::sso(Duration::from_secs(3600), "cached-sso-access-token");
+    let home = tempfile::tempdir().unwrap();
+    let start_url = "https://signet-test.awsapps.com/start";
+    // `aws sso login` caches the token under ~/.aws/sso/cache/<sha1(start_url)>.json.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s '{start_url}' | sha1sum"))
+        .output()
+        .unwrap();
+    let digest = String::from_utf8(out.stdout).unwrap();
+    let digest = digest.split_whitespace().next().unwrap().to_owned();
+    let cache = home.path().join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let expires = standins::rfc3339(SystemTime::now() + Duration::from_secs(8 * 3600));
+    std::fs::write(
+        cache.join(format!("{digest}.json")),
+        format!(
+            r#"{{"accessToken": "cached-sso-access-token", "expiresAt": "{expires}", "region": "us-east-1", "startUrl": "{start_url}"}}"#
+        ),
+    )
+    .unwrap();
+    let config = home.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile sso-dev]\nsso_start_url = {start_url}\nsso_region = us-east-1\n\
+sso_account_id = 123456789012\nsso_role_name = Reader\nendpoint_url = {}\n",
+            sso.url()
+        ),
+    )
+    .unwrap();
+    let sources = one(
+        "sso",
+        SourceSettings::Profile {
+            name: Some("sso-dev".into()),
+            credentials_file: None,
+            config_file: Some(config),
+            assume_role: None,
+            refresh: quick_refresh(),
+        },
+    );
+    let mut env = sources_env(&sources, &[]);
+    env.push(("HOME", home.path().display().to_string()));
+    let keys = child_keys(&run_child("child_resolve", &env));
+    let issued = sso.control.issued();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(keys[&("sso".into(), "-".into())], issued[0].access_key_id);
+    let (method, path) = &sso.control.requests()[0];
+    assert_eq!(method, "GET");
+    assert!(path.contains("account_id=123456789012"), "{path}");
+    assert!(path.contains("role_name=Reader"), "{path}");
+}
+
+#[test]
+fn profile_credential_source_assumes_a_role_with_instance_credentials() {
+    let imds = standins::imds(Duration::from_secs(3600));
+    let (sts, calls) = standins::sts(Duration::from_secs(3600));
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile from-ec2]\nrole_arn = arn:aws:iam::123456789012:role/from-ec2\n\
+credential_source = Ec2InstanceMetadata\nendpoint_url = {}\n",
+            sts.url()
+        ),
+    )
+    .unwrap();
+    let sources = one(
+        "ec2role",
+        SourceSettings::Profile {
+            name: Some("from-ec2".into()),
+            credentials_file: None,
+            config_file: Some(config),
+            assume_role: None,
+            refresh: quick_refresh(),
+        },
+    );
+    let mut env = sources_env(&sources, &[]);
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url()));
+    let keys = child_keys(&run_child("child_resolve", &env));
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].action, "AssumeRole");
+    assert_eq!(
+        calls[0].signed_by.as_deref(),
+        Some(imds.control.issued()[0].access_key_id.as_str())
+    );
+    assert_eq!(
+        keys[&("ec2role".into(), "-".into())],
+        calls[0].issued.clone().unwrap()
+    );
+}

@@ -360,6 +360,45 @@ pub fn container(lifetime: Duration, token: Arc<Mutex<String>>) -> StandIn {
     serve(control, logic)
 }
 
+/// The IAM Identity Center (SSO) portal's GetRoleCredentials, which `aws sso
+/// login`'s cached token unlocks. Requests must carry `bearer` in
+/// `x-amz-sso_bearer_token`; keys start with `ASIASSO0`.
+pub fn sso(lifetime: Duration, bearer: &str) -> StandIn {
+    let control = Control::new("ASIASSO0", lifetime);
+    let bearer = bearer.to_owned();
+    let logic: Logic = Arc::new(move |control, req| {
+        let sent = req
+            .headers
+            .get("x-amz-sso_bearer_token")
+            .and_then(|v| v.to_str().ok());
+        if sent != Some(bearer.as_str()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                r#"{"message":"Session token not found or invalid"}"#.into(),
+            );
+        }
+        if !req.path.starts_with("/federation/credentials?") {
+            return (StatusCode::NOT_FOUND, String::new());
+        }
+        let issued = control.issue();
+        let millis = issued
+            .expires_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let body = serde_json::json!({
+            "roleCredentials": {
+                "accessKeyId": issued.access_key_id,
+                "secretAccessKey": issued.secret_access_key,
+                "sessionToken": issued.session_token,
+                "expiration": millis,
+            }
+        });
+        (StatusCode::OK, body.to_string())
+    });
+    serve(control, logic)
+}
+
 /// A call STS received.
 #[derive(Clone, Debug)]
 pub struct StsCall {
