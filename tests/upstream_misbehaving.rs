@@ -947,7 +947,7 @@ async fn adaptive_mode_slows_sending_while_the_upstream_throttles() {
     let seen = server.seen();
     assert_eq!(seen.len(), 4);
     assert!(
-        seen[1].at - seen[0].at < Duration::from_millis(500),
+        seen[1].at - seen[0].at < Duration::from_secs(1),
         "standard mode sends at once"
     );
     // After a throttle the client-side rate drops to its floor (0.5 requests/s), so
@@ -1515,7 +1515,7 @@ async fn sheds_a_burst_past_the_in_flight_limit_with_retry_after() {
         tasks.push(tokio::spawn(async move { upstream.send(req).await }));
     }
     // Wait until the admitted requests reach the upstream, then let them finish.
-    for _ in 0..100 {
+    for _ in 0..250 {
         if server.seen().len() == 3 && recorder.count("shed") == 7 {
             break;
         }
