@@ -3,9 +3,10 @@
 //! or curl).
 //!
 //! Without `--url` it probes [`HEALTH_PATH`](super::HEALTH_PATH) (liveness) on
-//! the admin address from `SIGNET_ADMIN__LISTEN` (the same variable `signet
-//! serve` reads), else the default `127.0.0.1:9090`; a wildcard bind address
-//! (`0.0.0.0`, `[::]`) is probed on loopback. Probe readiness with
+//! the admin address `signet serve` would use: from `--config FILE` (or
+//! `SIGNET_CONFIG`) and `SIGNET_ADMIN__LISTEN`, layered as the server layers
+//! them, else the default `127.0.0.1:9090`; a wildcard bind address (`0.0.0.0`,
+//! `[::]`) is probed on loopback. Probe readiness with
 //! `--url http://127.0.0.1:9090/readyz`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -31,9 +32,14 @@ pub const ADMIN_LISTEN_ENV: &str = "SIGNET_ADMIN__LISTEN";
 #[derive(Clone, Debug, clap::Args)]
 pub struct HealthArgs {
     /// URL to probe (plain http). Defaults to /healthz on the admin address
-    /// from SIGNET_ADMIN__LISTEN, else http://127.0.0.1:9090/healthz.
+    /// of the configuration (--config, SIGNET_ADMIN__LISTEN), else
+    /// http://127.0.0.1:9090/healthz.
     #[arg(long)]
     pub url: Option<String>,
+
+    /// Configuration file whose admin.listen to probe when --url is not given.
+    #[arg(long, short = 'c', value_name = "FILE", env = "SIGNET_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
 
     /// Give up after this long (e.g. 2s, 500ms; a bare number is seconds).
     #[arg(long, default_value = "2s", value_parser = parse_timeout)]
@@ -44,6 +50,7 @@ impl Default for HealthArgs {
     fn default() -> Self {
         Self {
             url: None,
+            config: None,
             timeout: Duration::from_secs(2),
         }
     }
@@ -60,6 +67,9 @@ pub enum HealthError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The configuration file (for the admin address) does not load.
+    #[error("cannot find the admin address: {0}")]
+    Config(String),
     /// `SIGNET_ADMIN__LISTEN` is not a socket address.
     #[error("{ADMIN_LISTEN_ENV}='{0}' is not an address like 127.0.0.1:9090; pass --url instead")]
     BadListenAddr(String),
@@ -220,14 +230,43 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The URL probed without `--url`: [`HEALTH_PATH`] on the admin address the
+/// configuration names. With a `config` file, the file and the `SIGNET_*`
+/// entries of `env` are layered exactly as `signet serve` layers them;
+/// without one, `SIGNET_ADMIN__LISTEN` from `env` or the default is used.
+pub fn default_url<I>(config: Option<&std::path::Path>, env: I) -> Result<String, HealthError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    match config {
+        Some(path) => {
+            let args = crate::config::ServeArgs {
+                config: Some(path.to_path_buf()),
+                ..crate::config::ServeArgs::default()
+            };
+            let settings = crate::config::Settings::load_from(&args, env)
+                .map_err(|e| HealthError::Config(e.to_string().replace('\n', " ")))?;
+            probe_url(None, Some(&settings.admin.listen.to_string()))
+        }
+        None => {
+            let listen = env
+                .into_iter()
+                .find(|(k, _)| k == ADMIN_LISTEN_ENV)
+                .map(|(_, v)| v);
+            probe_url(None, listen.as_deref())
+        }
+    }
+}
+
 /// Runs `signet health`: exit 0 on a 2xx answer (one line on stdout), 1
 /// otherwise (one line on stderr). Must not be called from inside a tokio
 /// runtime (it starts its own).
 pub fn run(args: &HealthArgs) -> ExitCode {
-    let env = std::env::var(ADMIN_LISTEN_ENV).ok();
-    let result =
-        probe_url(args.url.as_deref(), env.as_deref()).and_then(|url| probe(&url, args.timeout));
-    match result {
+    let url = match &args.url {
+        Some(url) => Ok(url.clone()),
+        None => default_url(args.config.as_deref(), std::env::vars()),
+    };
+    match url.and_then(|url| probe(&url, args.timeout)) {
         Ok(line) => {
             println!("healthy: {line}");
             ExitCode::SUCCESS
@@ -366,6 +405,40 @@ mod tests {
             probe_url(None, Some("localhost")),
             Err(HealthError::BadListenAddr(_))
         ));
+    }
+
+    #[test]
+    fn default_url_comes_from_the_config_file_layered_with_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "[admin]\nlisten = \"0.0.0.0:9191\"\n").unwrap();
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            default_url(Some(&file), env(&[])).unwrap(),
+            "http://127.0.0.1:9191/healthz"
+        );
+        assert_eq!(
+            default_url(Some(&file), env(&[(ADMIN_LISTEN_ENV, "127.0.0.1:9393")])).unwrap(),
+            "http://127.0.0.1:9393/healthz",
+            "the environment wins over the file, as for signet serve"
+        );
+        assert_eq!(
+            default_url(None, env(&[(ADMIN_LISTEN_ENV, "0.0.0.0:9292")])).unwrap(),
+            "http://127.0.0.1:9292/healthz"
+        );
+        assert_eq!(
+            default_url(None, env(&[])).unwrap(),
+            "http://127.0.0.1:9090/healthz"
+        );
+        let missing = dir.path().join("missing.toml");
+        let err = default_url(Some(&missing), env(&[])).unwrap_err();
+        assert!(matches!(err, HealthError::Config(_)), "{err}");
+        assert!(!err.to_string().contains('\n'));
     }
 
     #[test]
