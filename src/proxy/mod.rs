@@ -102,8 +102,15 @@ impl ProxyState {
             .iter()
             .filter_map(|(s, r)| r.as_ref().map(|r| (s.to_string(), r.to_string())))
             .collect();
+        // Only the sources some route uses are started (and waited for).
+        let used: BTreeMap<String, SourceSettings> = settings
+            .credentials
+            .iter()
+            .filter(|(name, _)| pairs.iter().any(|(s, _)| **s == ***name))
+            .map(|(name, source)| (name.clone(), source.clone()))
+            .collect();
         let reusable = previous.filter(|p| {
-            p.credential_settings == settings.credentials
+            p.credential_settings == used
                 && pairs
                     .iter()
                     .all(|(s, r)| p.credentials.handle(s, r.as_deref()).is_some())
@@ -111,7 +118,7 @@ impl ProxyState {
         let credentials = match reusable {
             Some(p) => p.credentials.clone(),
             None => {
-                let set = Arc::new(CredentialsSet::start(&settings.credentials, &route_roles)?);
+                let set = Arc::new(CredentialsSet::start(&used, &route_roles)?);
                 // Let sources resolve before serving; a slow one is reported as
                 // not ready and keeps refreshing in the background.
                 set.wait_ready(Duration::from_secs(5)).await;
@@ -128,7 +135,7 @@ impl ProxyState {
         Ok(ProxyState {
             routes,
             credentials,
-            credential_settings: settings.credentials.clone(),
+            credential_settings: used,
             handles,
         })
     }

@@ -61,9 +61,12 @@ pub struct Rejection {
 /// Answers a verified request.
 pub type Handler = Arc<dyn Fn(&Seen) -> Response<UpBody> + Send + Sync>;
 
+/// A secret access key and its session token, if any.
+type KeyEntry = (String, Option<String>);
+
 /// Key id → (secret, session token) the upstream accepts.
 #[derive(Clone, Default)]
-pub struct Keyring(Arc<Mutex<HashMap<String, (String, Option<String>)>>>);
+pub struct Keyring(Arc<Mutex<HashMap<String, KeyEntry>>>);
 
 impl Keyring {
     pub fn with_test_key() -> Self {
@@ -77,7 +80,7 @@ impl Keyring {
             (secret.to_string(), token.map(str::to_string)),
         );
     }
-    fn get(&self, akid: &str) -> Option<(String, Option<String>)> {
+    fn get(&self, akid: &str) -> Option<KeyEntry> {
         self.0.lock().unwrap().get(akid).cloned()
     }
 }
