@@ -1106,6 +1106,33 @@ fn chart_options_switch_objects_and_annotations() {
 }
 
 #[test]
+fn chart_service_monitor_scrapes_the_admin_port_when_enabled() {
+    let chart = Chart::load();
+    assert!(!chart.docs(&[]).iter().any(|d| kind(d) == "ServiceMonitor"));
+    let monitor: Value =
+        serde_yaml::from_str("enabled: true\ninterval: 15s\nlabels:\n  release: prom\n").unwrap();
+    let docs = chart.docs(&[("serviceMonitor", monitor)]);
+    let sm = docs.iter().find(|d| kind(d) == "ServiceMonitor").unwrap();
+    assert_eq!(str_at(sm, "metadata.labels.release"), "prom");
+    let endpoint = &seq(sm, "spec.endpoints")[0];
+    assert_eq!(str_at(endpoint, "path"), METRICS_PATH);
+    let svc = docs.iter().find(|d| kind(d) == "Service").unwrap();
+    let selected = get(sm, "spec.selector.matchLabels").as_mapping().unwrap();
+    assert!(selected
+        .iter()
+        .all(|(k, v)| get(svc, &format!("metadata.labels.{}", k.as_str().unwrap())) == v));
+    let port = seq(svc, "spec.ports")
+        .iter()
+        .find(|p| get(p, "name") == get(endpoint, "port"))
+        .expect("the ServiceMonitor names a Service port");
+    assert_eq!(
+        u64_at(port, "port"),
+        u64::from(port_of(defaults::ADMIN_LISTEN))
+    );
+    assert_eq!(str_at(port, "targetPort"), "signet-admin");
+}
+
+#[test]
 fn chart_notes_render() {
     let chart = Chart::load();
     for mode in ["gateway", "sidecar"] {
