@@ -11,7 +11,9 @@
 //! keys, keys without '=', empty values, raw '+' (a space), percent-encoded
 //! UTF-8 and reserved characters, escapes of invalid UTF-8 and stray '%'; repeated headers (same name in different case), runs
 //! of spaces inside and around header values, empty values; S3 (single
-//! encoding, no normalisation, `x-amz-content-sha256`) and non-S3 services;
+//! encoding, no normalisation, `x-amz-content-sha256`) and non-S3 services
+//! (with and without normalisation, with and without a signed
+//! `x-amz-content-sha256`);
 //! with and without session tokens; header and presigned (query) signing;
 //! hashed, precomputed and `UNSIGNED-PAYLOAD` bodies.
 //!
@@ -130,6 +132,12 @@ struct Case {
     service: &'static str,
     region: &'static str,
     s3: bool,
+    /// Non-S3 only: remove dot segments and duplicate slashes (the default;
+    /// off is `signet sign --no-normalize`).
+    normalize: bool,
+    /// Non-S3 only: also send and sign `x-amz-content-sha256`
+    /// (`signet sign --sign-body`).
+    sign_body: bool,
     session_token: Option<String>,
     /// `Some(seconds)` for presigned (query) signing.
     presign_expires: Option<u64>,
@@ -262,7 +270,9 @@ fn random_case(rng: &mut StdRng) -> Case {
     };
     let method = pick(rng, METHODS);
     let host = pick(rng, HOSTS);
-    let path = random_path(rng, !s3);
+    let normalize = !s3 && rng.random_bool(0.85);
+    let sign_body = !s3 && rng.random_bool(0.2);
+    let path = random_path(rng, normalize);
     let query = random_query(rng);
 
     let mut headers = vec![("Host".to_string(), host.to_string())];
@@ -313,6 +323,8 @@ fn random_case(rng: &mut StdRng) -> Case {
         service,
         region: pick(rng, REGIONS),
         s3,
+        normalize,
+        sign_body,
         session_token,
         presign_expires,
         time,
@@ -336,6 +348,11 @@ fn sign_with_aws_sigv4(case: &Case) -> String {
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    } else {
+        settings.uri_path_normalization_mode = case.normalize.into();
+        if case.sign_body {
+            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        }
     }
     if let Some(expires) = case.presign_expires {
         settings.signature_location = SignatureLocation::QueryParams;
@@ -377,6 +394,10 @@ fn sign_with_signet(case: &Case, signer: &sigv4::Signer) -> (String, String) {
     };
     let mut settings = sigv4::SigningSettings::for_service(case.service);
     assert_eq!(sigv4::is_s3_family(case.service), case.s3);
+    if !case.s3 {
+        settings.normalize_path = case.normalize;
+        settings.content_sha256_header = case.sign_body;
+    }
     if let Some(expires) = case.presign_expires {
         settings.location = sigv4::SignatureLocation::Query {
             expires: Duration::from_secs(expires),
@@ -417,6 +438,7 @@ fn sign_with_signet(case: &Case, signer: &sigv4::Signer) -> (String, String) {
 
 fn seed() -> u64 {
     match std::env::var("SIGNET_DIFF_SEED") {
+        Ok(v) if v.is_empty() => DEFAULT_SEED,
         Ok(v) if v == "random" => SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()

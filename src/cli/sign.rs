@@ -29,11 +29,26 @@ INPUT
   exactly as a client would send them. LF or CRLF line ends; `Name:value` with
   or without a space after the colon; folded (indented) continuation lines;
   raw UTF-8 or spaces in the request target; a binary body. A Host header is
-  required. Any Authorization or X-Amz-Date header in the input is replaced.
+  required.
 
   Every header in the input is signed, plus those signing adds (X-Amz-Date,
   X-Amz-Security-Token with temporary credentials, x-amz-content-sha256 for
-  S3 or with --sign-body).
+  S3 or with --sign-body). An already signed request can be fed back in: its
+  Authorization header (and, in header mode, the X-Amz-Date and other
+  headers signing sets) or, with --presign, its X-Amz-* query parameters are
+  replaced.
+
+PAYLOAD HASH
+  --payload-hash VALUE, else UNSIGNED-PAYLOAD with --unsigned-payload, else
+  the value of the request's own x-amz-content-sha256 header, else the
+  SHA-256 of the body.
+
+OUTPUT
+  --format request (default): the signed request, in the input's own line
+  ends and `Name:value` style, body unchanged.
+  --format json: canonical_request, string_to_sign, signature,
+  signed_headers, authorization (header mode) or url (--presign), and
+  signed_request (a body that is not UTF-8 is left out, see body_omitted).
 
 CREDENTIALS
   Taken from the environment only, never from the command line:
