@@ -254,9 +254,18 @@ fn quick_flags_refuse_naming_the_missing_flag() {
     .unwrap_err()
     .to_string();
     assert_eq!(e, "--region: 'us-est-1' is not a region name");
-    let e = load(&["--service", "s3"], &[]).unwrap_err().to_string();
+    let e = load(&["--sign-host", "x.example"], &[])
+        .unwrap_err()
+        .to_string();
     assert!(
-        e.starts_with("--service: needs --upstream URL (or --host HOST)"),
+        e.starts_with("--sign-host: needs --upstream URL (or --host HOST)"),
+        "{e}"
+    );
+    let e = load(&["--upstream-url-scheme", "http"], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("--upstream-url-scheme: only https without --host"),
         "{e}"
     );
     let e = load(&["--upstream", "nonsense"], &[])
@@ -342,6 +351,34 @@ fn aws_sigv4_proxy_flags_keep_their_meaning() {
     .unwrap();
     assert_eq!(s.routes[0].upstream.to_string(), "http://127.0.0.1:9000");
     assert_eq!(s.listen.to_string(), "0.0.0.0:9999");
+}
+
+#[test]
+fn name_and_region_without_host_sign_host_routed_requests_as_given() {
+    let s = load(
+        &[
+            "--name",
+            "es",
+            "--region",
+            "eu-west-3",
+            "--upstream-url-scheme",
+            "https",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(s.routes.is_empty());
+    assert_eq!(s.defaults.service.as_deref(), Some("es"));
+    assert_eq!(s.defaults.region.as_deref(), Some("eu-west-3"));
+    let table = signet::routing::RouteTable::new(&s);
+    let t = table
+        .resolve(Some("search-d.us-west-2.es.amazonaws.com"), "/_search")
+        .unwrap();
+    assert_eq!((&*t.service, &*t.region), ("es", "eu-west-3"));
+    let e = load(&["--region", "us-est-1"], &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "defaults.region: 'us-est-1' is not a region name");
 }
 
 #[test]

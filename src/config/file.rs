@@ -115,6 +115,8 @@ pub(super) struct DefaultsFile {
     pub custom_headers: BTreeMap<String, String>,
     pub credentials: String,
     pub role_arn: Option<String>,
+    pub service: Option<String>,
+    pub region: Option<String>,
     pub aws_host_routing: bool,
     pub retry: RetrySettings,
     pub timeouts: TimeoutSettings,
@@ -131,6 +133,8 @@ impl Default for DefaultsFile {
             custom_headers: BTreeMap::new(),
             credentials: defaults::CREDENTIALS_SOURCE.into(),
             role_arn: None,
+            service: None,
+            region: None,
             aws_host_routing: true,
             retry: RetrySettings::default(),
             timeouts: TimeoutSettings::default(),
@@ -426,20 +430,29 @@ pub(super) fn apply_flags(
             raw.routes = vec![route];
         }
         None => {
-            for (given, name) in [
-                (args.service.is_some(), "--service"),
-                (args.region.is_some(), "--region"),
-                (args.sign_host.is_some(), "--sign-host"),
-                (args.upstream_url_scheme.is_some(), "--upstream-url-scheme"),
-            ] {
-                if given {
-                    flag(
-                        name,
-                        "needs --upstream URL (or --host HOST) to say where requests go; \
-                         without them signet routes by the request's Host"
-                            .into(),
-                    );
-                }
+            // As aws-sigv4-proxy without --host: requests go to their own Host,
+            // signed as --name/--region when given.
+            if let Some(service) = &args.service {
+                raw.defaults.service = Some(service.clone());
+            }
+            if let Some(region) = &args.region {
+                raw.defaults.region = Some(region.clone());
+            }
+            if args.sign_host.is_some() {
+                flag(
+                    "--sign-host",
+                    "needs --upstream URL (or --host HOST); without them signet signs the request's own Host".into(),
+                );
+            }
+            if args
+                .upstream_url_scheme
+                .as_deref()
+                .is_some_and(|s| s != "https")
+            {
+                flag(
+                    "--upstream-url-scheme",
+                    "only https without --host: requests routed by their Host always go to AWS over https".into(),
+                );
             }
         }
     }

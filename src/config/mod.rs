@@ -314,6 +314,13 @@ pub struct RouteDefaults {
     /// Role assumed with the source's credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+    /// Signing name for host-routed requests instead of the one the Host implies,
+    /// and for routes that give none and whose upstream implies none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Signing region, with the same rules as `service`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Whether a request whose Host is an AWS endpoint and that matches no route
     /// is forwarded to that host, signed for the service and region it implies.
     pub aws_host_routing: bool,
@@ -767,6 +774,22 @@ mod tests {
     }
 
     #[test]
+    fn routes_fall_back_to_default_service_and_region_only_when_nothing_is_derived() {
+        let text = "[defaults]\nservice = \"s3\"\nregion = \"eu-west-1\"\n\
+                    [[routes]]\nname = \"minio\"\npath_prefix = \"/m\"\nupstream = \"http://127.0.0.1:9000\"\n\
+                    [[routes]]\nname = \"sqs\"\nupstream = \"https://sqs.ap-south-2.amazonaws.com\"\n";
+        let s = parse(text).unwrap();
+        assert_eq!(
+            (s.routes[0].service.as_str(), s.routes[0].region.as_str()),
+            ("s3", "eu-west-1")
+        );
+        assert_eq!(
+            (s.routes[1].service.as_str(), s.routes[1].region.as_str()),
+            ("sqs", "ap-south-2")
+        );
+    }
+
+    #[test]
     fn derives_service_and_region_from_an_aws_upstream() {
         let s = parse("[[routes]]\nname = \"amp\"\nupstream = \"https://aps-workspaces.eu-west-1.amazonaws.com\"\n").unwrap();
         assert_eq!(
@@ -836,6 +859,14 @@ mod tests {
             (
                 "[credentials.x]\nkind = \"sso\"\n",
                 "credentials.x.kind: unknown variant `sso`",
+            ),
+            (
+                "[credentials.x]\nkind = \"imds\"\nendpont = \"http://x\"\n",
+                "credentials.x: unknown field `endpont`, expected one of `endpoint`",
+            ),
+            (
+                "[credentials.x]\nkind = \"profile\"\n[credentials.x.assume_role]\nrole_arn = \"arn:aws:iam::1:role/x\"\n",
+                "credentials.x: role_arn \"arn:aws:iam::1:role/x\" is not an IAM role ARN",
             ),
             (
                 "[defaults]\nrole_arn = \"arn:aws:iam::1:role/x\"\n",

@@ -120,6 +120,25 @@ pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
             problems.add("defaults.role_arn", e);
         }
     }
+    let default_service = d.service.as_deref().map(str::trim).and_then(|s| {
+        if is_signing_name(s) {
+            Some(s.to_string())
+        } else {
+            problems.add(
+                "defaults.service",
+                format!("'{s}' is not a signing name (lowercase letters, digits, '-')"),
+            );
+            None
+        }
+    });
+    let default_region = d.region.as_deref().map(str::trim).and_then(|r| {
+        if is_region_name(r) {
+            Some(r.to_string())
+        } else {
+            problems.add("defaults.region", format!("'{r}' is not a region name"));
+            None
+        }
+    });
     let policy = RoutePolicy {
         retry: d.retry.clone(),
         timeouts: d.timeouts.clone(),
@@ -136,6 +155,8 @@ pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
         custom_headers,
         credentials: d.credentials.clone(),
         role_arn: d.role_arn.clone(),
+        service: default_service,
+        region: default_region,
         aws_host_routing: d.aws_host_routing,
         policy,
     };
@@ -427,13 +448,7 @@ fn validate_route(
     // Service and region: explicit, else derived from an AWS upstream host.
     let derived = upstream.as_ref().map(|u| parse_host(u.host()));
     let service = match route.service.as_deref().map(str::trim) {
-        Some(s)
-            if !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
-        {
-            Some(s.to_string())
-        }
+        Some(s) if is_signing_name(s) => Some(s.to_string()),
         Some(s) => {
             ctx.add(
                 "service",
@@ -443,6 +458,7 @@ fn validate_route(
         }
         None => match &derived {
             Some(Ok(ep)) => Some(ep.service.clone()),
+            Some(Err(_)) if defaults.service.is_some() => defaults.service.clone(),
             Some(Err(e)) => {
                 ctx.add("service", format!("missing, and {}", derive_failure(e)));
                 None
@@ -458,6 +474,7 @@ fn validate_route(
         }
         None => match &derived {
             Some(Ok(ep)) => Some(ep.region.clone()),
+            Some(Err(_)) if defaults.region.is_some() => defaults.region.clone(),
             Some(Err(e)) => {
                 ctx.add("region", format!("missing, and {}", derive_failure(e)));
                 None
@@ -600,6 +617,12 @@ fn validate_route(
         role_arn,
         policy,
     })
+}
+
+fn is_signing_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn derive_failure(e: &EndpointError) -> String {

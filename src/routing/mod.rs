@@ -152,6 +152,10 @@ pub struct RouteTable {
     routes: Vec<CompiledRoute>,
     /// The policy host-routed requests use; `None` when host routing is off.
     host_policy: Option<Arc<TargetPolicy>>,
+    /// Signing name host-routed requests use instead of the Host's.
+    host_service: Option<Arc<str>>,
+    /// Signing region host-routed requests use instead of the Host's.
+    host_region: Option<Arc<str>>,
 }
 
 impl RouteTable {
@@ -174,6 +178,8 @@ impl RouteTable {
         RouteTable {
             routes,
             host_policy,
+            host_service: d.service.as_deref().map(Arc::from),
+            host_region: d.region.as_deref().map(Arc::from),
         }
     }
 
@@ -259,8 +265,16 @@ impl RouteTable {
         match endpoint::parse_host(host) {
             Ok(ep) => {
                 let authority: Arc<str> = host_name.unwrap_or(host).to_ascii_lowercase().into();
+                let service: Arc<str> = match &self.host_service {
+                    Some(s) => s.clone(),
+                    None => ep.service.into(),
+                };
+                let region: Arc<str> = match &self.host_region {
+                    Some(r) => r.clone(),
+                    None => ep.region.into(),
+                };
                 Ok(Target {
-                    route: format!("aws:{}", ep.service).into(),
+                    route: format!("aws:{service}").into(),
                     host_routed: true,
                     scheme: http::uri::Scheme::HTTPS,
                     authority,
@@ -270,8 +284,8 @@ impl RouteTable {
                     } else {
                         path.to_string()
                     },
-                    service: ep.service.into(),
-                    region: ep.region.into(),
+                    service,
+                    region,
                     policy: policy.clone(),
                 })
             }
@@ -525,6 +539,23 @@ mod tests {
         assert_eq!(e.status(), http::StatusCode::NOT_FOUND);
         let e = t.resolve(None, "/nothing").unwrap_err();
         assert!(e.to_string().contains("no Host header"), "{e}");
+    }
+
+    #[test]
+    fn default_service_and_region_override_what_the_host_implies() {
+        let t = table("[defaults]\nservice = \"es\"\nregion = \"eu-west-3\"\n");
+        let target = t
+            .resolve(Some("search-d.us-west-2.es.amazonaws.com"), "/")
+            .unwrap();
+        assert_eq!(
+            (&*target.route, &*target.service, &*target.region),
+            ("aws:es", "es", "eu-west-3")
+        );
+        // Customer resources under AWS domains stay refused.
+        assert!(t
+            .resolve(Some("my-lb.us-east-1.elb.amazonaws.com"), "/")
+            .is_err());
+        assert!(t.resolve(Some("example.com"), "/").is_err());
     }
 
     #[test]
