@@ -111,15 +111,9 @@ fn check(args: &CheckArgs) -> ExitCode {
     if args.config_only {
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match build_runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("signet: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let _ = writeln!(out, "# credentials");
     match runtime.block_on(crate::credentials::check(
@@ -134,4 +128,15 @@ fn check(args: &CheckArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds a tokio runtime from `builder`, or reports on stderr why it cannot
+/// and returns the exit code to use.
+pub(crate) fn build_runtime(
+    mut builder: tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("signet: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
