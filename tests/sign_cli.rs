@@ -739,3 +739,22 @@ fn rejects_invalid_scope() {
     let args = ["--service", "my service", "--region", "us-east-1"];
     assert_rejected(&reject(&args, VANILLA), "region and service must be");
 }
+
+#[test]
+fn signs_at_the_current_time_without_time_flag() {
+    let env = vanilla_env();
+    let before = signet::sigv4::AmzDate::now().unwrap();
+    let out = signet_sign(
+        &["--service", "service", "--region", "us-east-1"],
+        VANILLA,
+        &borrow_env(&env),
+    );
+    let after = signet::sigv4::AmzDate::now().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let date = text
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Amz-Date:"))
+        .unwrap();
+    assert!(before.as_str() <= date && date <= after.as_str(), "{date}");
+}
