@@ -212,6 +212,7 @@ EOF
     die "nginx rejected the origin config: $(cat "$work/origin/test.log")"
 "$NGINX" -p "$work/origin" -c "$work/origin/nginx.conf" 2>>"$work/origin/error.log" &
 pids+=($!)
+origin_master=$!
 wait_ready "http://127.0.0.1:$origin_port/small" "$!" "nginx origin"
 
 step="starting the nginx hop"
@@ -243,6 +244,7 @@ EOF
     die "nginx rejected the hop config: $(cat "$work/hop/test.log")"
 "$NGINX" -p "$work/hop" -c "$work/hop/nginx.conf" 2>>"$work/hop/error.log" &
 pids+=($!)
+hop_master=$!
 wait_ready "http://127.0.0.1:$hop_port/small" "$!" "nginx hop"
 
 step="starting the upload sink"
@@ -397,18 +399,42 @@ log "memory: VmHWM $((hwm_after_transfers / 1024)) MiB, sampled peak VmRSS $((rs
 # --- 4. load ---------------------------------------------------------------
 step="measuring load"
 raw=$work/rounds.tsv
-printf 'round\tworkload\ttarget\trequests\tseconds\treq_per_s\tp50_ms\tp99_ms\tsocket_errors\tnon_2xx\n' >"$raw"
+printf 'round\tworkload\ttarget\trequests\tseconds\treq_per_s\tp50_ms\tp99_ms\tsocket_errors\tnon_2xx\tuser_us_per_req\tsys_us_per_req\n' >"$raw"
 workloads=(get-100B post-1KiB)
 declare -A workload_path=([get-100B]=/small [post-1KiB]=/post)
 declare -A workload_body=([get-100B]=0 [post-1KiB]=1024)
 
-# run_wrk TARGET WORKLOAD SECONDS -> prints wrk's RESULT fields
+# The processes that do the target's work (the origin's for "origin"; the
+# proxy's own for the others): CPU time per request is less sensitive to other
+# load on the machine than requests/s.
+declare -A target_pids=(
+    [origin]="$(pgrep -P "$origin_master" | tr '\n' ' ')"
+    [hop]="$(pgrep -P "$hop_master" | tr '\n' ' ')"
+    [signet]=$signet_pid
+    [signet-quiet]=$quiet_pid
+)
+clk_tck=$(getconf CLK_TCK)
+# cpu_ticks PID... -> "<user ticks> <system ticks>" summed over the processes
+# (all threads of each).
+cpu_ticks() {
+    local p
+    for p in "$@"; do cat "/proc/$p/stat"; done | awk '{ u += $14; s += $15 } END { print u, s }'
+}
+
+# run_wrk TARGET WORKLOAD SECONDS -> prints wrk's RESULT fields, then the
+# target's user and system CPU microseconds per request
 run_wrk() {
-    local out
+    local out result u0 s0 u1 s1
+    # shellcheck disable=SC2086 # a list of pids
+    read -r u0 s0 < <(cpu_ticks ${target_pids[$1]})
     out=$(BENCH_BODY_BYTES=${workload_body[$2]} timeout $(($3 + 30)) \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${3}s" --timeout 5s -s "$here/wrk.lua" \
         "${target_url[$1]}${workload_path[$2]}" 2>&1) || die "wrk against $1 ($2) failed: $out"
-    grep '^RESULT ' <<<"$out" | cut -d' ' -f2- || die "wrk against $1 ($2) printed no result: $out"
+    # shellcheck disable=SC2086
+    read -r u1 s1 < <(cpu_ticks ${target_pids[$1]})
+    result=$(grep '^RESULT ' <<<"$out" | cut -d' ' -f2-) || die "wrk against $1 ($2) printed no result: $out"
+    python3 -c 'import sys; r, du, ds, hz = sys.argv[1].split(), *map(int, sys.argv[2:]); n = int(r[0]); print(" ".join(r), "%.1f %.1f" % (du * 1e6 / hz / n, ds * 1e6 / hz / n))' \
+        "$result" $((u1 - u0)) $((s1 - s0)) "$clk_tck"
 }
 
 loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -446,14 +472,16 @@ import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 med = {}
 for w in dict.fromkeys(r["workload"] for r in rows):
-    print(f"{w:<10} {'target':<13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  rounds req/s")
+    print(f"{w:<10} {'target':<13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU us/req':>11} {'(user+sys)':>12}  rounds req/s")
     for t in dict.fromkeys(r["target"] for r in rows):
         sel = [r for r in rows if r["workload"] == w and r["target"] == t]
-        m = {k: statistics.median(float(r[k]) for r in sel) for k in ("req_per_s", "p50_ms", "p99_ms")}
+        m = {k: statistics.median(float(r[k]) for r in sel) for k in ("req_per_s", "p50_ms", "p99_ms", "user_us_per_req", "sys_us_per_req")}
+        m["cpu"] = statistics.median(float(r["user_us_per_req"]) + float(r["sys_us_per_req"]) for r in sel)
         errs = sum(int(r["socket_errors"]) + int(r["non_2xx"]) for r in sel)
         med[w, t] = m
         per = " ".join(f"{float(r['req_per_s']):.0f}" for r in sel)
-        print(f"{'':<10} {t:<13} {m['req_per_s']:>9.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {errs:>7}  {per}")
+        split = f"{m['user_us_per_req']:.1f}+{m['sys_us_per_req']:.1f}"
+        print(f"{'':<10} {t:<13} {m['req_per_s']:>9.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {errs:>7} {m['cpu']:>11.1f} {split:>12}  {per}")
     print()
 print("goal: signet >= 0.8x hop req/s, signet p99 <= hop p99")
 missed = 0
@@ -465,7 +493,10 @@ for w in dict.fromkeys(r["workload"] for r in rows):
         if t == "signet":
             missed += (not ok_tp) + (not ok_p99)
         print(f"  {w:<10} {t:<13} throughput {ratio:.2f}x hop ({'met' if ok_tp else 'MISSED'}), "
-              f"p99 {s['p99_ms']:.2f} vs hop {h['p99_ms']:.2f} ms ({'met' if ok_p99 else 'MISSED'})")
+              f"p99 {s['p99_ms']:.2f} vs hop {h['p99_ms']:.2f} ms ({'met' if ok_p99 else 'MISSED'}), "
+              f"CPU per request {s['cpu'] / h['cpu']:.2f}x hop's")
+print("CPU us/req: CPU time of the target's own processes (origin: the origin's nginx workers;")
+print("hop: the hop's workers; signet: all its threads) divided by requests served.")
 open(sys.argv[1] + ".missed", "w").write(str(missed))
 PY
     echo
