@@ -298,11 +298,13 @@ fn aws_sigv4_proxy_flags_keep_their_meaning() {
             "--no-verify-ssl",
             "--role-arn",
             "arn:aws:iam::111122223333:role/search",
+            "-v",
         ],
         &[],
     )
     .unwrap();
     assert_eq!(s.listen.to_string(), "0.0.0.0:8081");
+    assert_eq!(s.log.level, "debug");
     assert!(s.tls.insecure_skip_verify);
     let r = &s.routes[0];
     assert_eq!(

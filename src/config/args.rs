@@ -77,6 +77,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_verify_ssl: bool,
 
+    /// aws-sigv4-proxy: verbose logging (`--log-level debug` unless a level is given).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
     /// aws-sigv4-proxy: IAM role to assume for signing.
     #[arg(long, value_name = "ARN")]
     pub role_arn: Option<String>,

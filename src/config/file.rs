@@ -350,6 +350,8 @@ pub(super) fn apply_flags(
     }
     if let Some(level) = &args.log_level {
         raw.log.level = level.clone();
+    } else if args.verbose {
+        raw.log.level = "debug".into();
     }
     if let Some(format) = &args.log_format {
         match format.as_str() {
