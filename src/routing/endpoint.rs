@@ -265,6 +265,9 @@ const SIGNING_NAMES: &[(&str, &str)] = &[
     ("aos", "es"),
     ("data-servicediscovery", "servicediscovery"),
     ("transcribestreaming", "transcribe"),
+    ("pinpoint", "mobiletargeting"),
+    ("git-codecommit", "codecommit"),
+    ("s3express-control", "s3express"),
     ("elasticfilesystem", "elasticfilesystem"),
 ];
 
@@ -278,6 +281,8 @@ const MULTI_LABEL_NAMES: &[(&[&str], &str)] = &[
     (&["catalog", "marketplace"], "aws-marketplace"),
     (&["entitlement", "marketplace"], "aws-marketplace"),
     (&["metering", "marketplace"], "aws-marketplace"),
+    (&["sms-voice", "pinpoint"], "sms-voice"),
+    (&["portal", "sso"], "awsssoportal"),
 ];
 
 /// Global endpoints (no region in the host) and the region they sign with.
@@ -360,6 +365,7 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
             ["es"] => Some("es".to_string()),
             ["aoss"] => Some("aoss".to_string()),
             ["neptune"] => Some("neptune-db".to_string()),
+            ["cloudsearch"] => Some("cloudsearch".to_string()),
             _ => None,
         }
         .ok_or_else(|| unrecognized("not an AWS API endpoint shape"))?;
@@ -461,6 +467,10 @@ fn service_before_region(before: &[&str]) -> Option<String> {
     // <anything>.iot: the account's data-plane endpoint (data-ats.iot, abc123-ats.iot).
     if last == "iot" && before.len() >= 2 {
         return Some("iotdata".into());
+    }
+    // S3 Express One Zone zonal endpoints: bucket--usw2-az1--x-s3.s3express-usw2-az1.
+    if last.starts_with("s3express-") && last != "s3express-control" {
+        return Some("s3express".into());
     }
     if let Some((_, name)) = SIGNING_NAMES.iter().find(|(prefix, _)| *prefix == last) {
         return Some((*name).to_string());
@@ -631,6 +641,42 @@ mod tests {
         (
             "abcdefghij.appsync-api.eu-west-1.amazonaws.com",
             Ok(("appsync", "eu-west-1")),
+        ),
+        (
+            "pinpoint.us-east-1.amazonaws.com",
+            Ok(("mobiletargeting", "us-east-1")),
+        ),
+        (
+            "sms-voice.pinpoint.us-east-1.amazonaws.com",
+            Ok(("sms-voice", "us-east-1")),
+        ),
+        (
+            "portal.sso.eu-west-1.amazonaws.com",
+            Ok(("awsssoportal", "eu-west-1")),
+        ),
+        (
+            "git-codecommit.us-east-2.amazonaws.com",
+            Ok(("codecommit", "us-east-2")),
+        ),
+        (
+            "b--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com",
+            Ok(("s3express", "us-west-2")),
+        ),
+        (
+            "s3express-control.us-west-2.amazonaws.com",
+            Ok(("s3express", "us-west-2")),
+        ),
+        (
+            "search-d-abc.us-east-1.cloudsearch.amazonaws.com",
+            Ok(("cloudsearch", "us-east-1")),
+        ),
+        (
+            "ingest-cell2.timestream.us-east-1.amazonaws.com",
+            Ok(("timestream", "us-east-1")),
+        ),
+        (
+            "mycluster.gr7.us-west-2.eks.amazonaws.com",
+            Err("unrecognized"),
         ),
         // S3 shapes.
         ("s3.us-east-2.amazonaws.com", Ok(("s3", "us-east-2"))),
