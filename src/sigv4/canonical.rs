@@ -17,27 +17,39 @@ pub(crate) struct HeaderEntry<'a> {
     pub(crate) value: &'a [u8],
 }
 
+/// RFC 9110 `tchar` lookup table.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
 /// RFC 9110 `tchar`.
 #[inline]
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+    TCHAR[usize::from(b)]
 }
 
 /// Checks a header name is a non-empty token.
@@ -76,10 +88,13 @@ pub(crate) fn cmp_names(a: &str, b: &str) -> Ordering {
 
 /// Sorts headers by lower-cased name, keeping the order of repeated names.
 pub(crate) fn sort_headers(headers: &mut [HeaderEntry<'_>]) {
-    if !headers
-        .windows(2)
-        .all(|w| cmp_names(w[0].name, w[1].name) != Ordering::Greater)
-    {
+    let all_lower = headers
+        .iter()
+        .all(|h| !h.name.bytes().any(|b| b.is_ascii_uppercase()));
+    if all_lower {
+        // Names from `http::HeaderMap` are already lower-case.
+        headers.sort_by(|a, b| a.name.cmp(b.name));
+    } else {
         headers.sort_by(|a, b| cmp_names(a.name, b.name));
     }
 }
@@ -164,8 +179,10 @@ pub(crate) fn push_signed_headers(out: &mut String, headers: &[HeaderEntry<'_>])
         if prev.is_some() {
             out.push(';');
         }
-        for c in h.name.chars() {
-            out.push(c.to_ascii_lowercase());
+        if h.name.bytes().any(|b| b.is_ascii_uppercase()) {
+            out.push_str(&h.name.to_ascii_lowercase());
+        } else {
+            out.push_str(h.name);
         }
         prev = Some(h.name);
     }

@@ -11,7 +11,7 @@ use super::canonical::{
     write_uri, CanonicalQuery, HeaderEntry,
 };
 use super::chunked::ChunkSigner;
-use super::encoding::{hex32, write_encoded, Sink, Tee};
+use super::encoding::{hex32, write_encoded, BufferedHasher, Sink, Tee};
 use super::key::{Signature, SigningKey, SigningKeyCache};
 use super::settings::{
     PayloadHash, SessionTokenMode, SignatureLocation, SigningSettings, MAX_PRESIGN_EXPIRES,
@@ -627,7 +627,7 @@ fn sign_with_key<'p>(
     }
 
     // Canonical request, straight into the hasher.
-    let mut hasher = Sha256::new();
+    let mut hasher = BufferedHasher::new();
     let parts = CanonicalParts {
         request,
         settings,
