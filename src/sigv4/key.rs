@@ -1,6 +1,7 @@
 //! Signing-key derivation and the per-(key id, date, region, service) cache.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use hmac::{Hmac, Mac};
@@ -163,6 +164,7 @@ impl CacheEntry {
 /// ```
 pub struct SigningKeyCache {
     capacity: usize,
+    derivations: AtomicU64,
     entries: RwLock<(Vec<CacheEntry>, u64)>,
 }
 
@@ -174,6 +176,7 @@ impl SigningKeyCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
+            derivations: AtomicU64::new(0),
             entries: RwLock::new((Vec::new(), 0)),
         }
     }
@@ -203,6 +206,7 @@ impl SigningKeyCache {
             }
         }
         let key = SigningKey::derive(&creds.secret_access_key, date, region, service);
+        self.derivations.fetch_add(1, Ordering::Relaxed);
         if date_bytes.len() != 8 {
             // Not a real scope date; do not let it occupy the cache.
             return key;
@@ -254,6 +258,11 @@ impl SigningKeyCache {
         }
     }
 
+    /// How many keys this cache has derived (its misses) since creation.
+    pub fn derivations(&self) -> u64 {
+        self.derivations.load(Ordering::Relaxed)
+    }
+
     /// True when no key is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -271,6 +280,7 @@ impl fmt::Debug for SigningKeyCache {
         f.debug_struct("SigningKeyCache")
             .field("capacity", &self.capacity)
             .field("len", &self.len())
+            .field("derivations", &self.derivations())
             .finish()
     }
 }
@@ -311,10 +321,14 @@ mod tests {
         let cache = SigningKeyCache::new(8);
         let c = creds("AKID", "secret");
         let k1 = cache.get_or_derive(&c, "20150830", "us-east-1", "s3");
-        cache.get_or_derive(&c, "20150830", "us-east-1", "s3");
+        for _ in 0..1000 {
+            cache.get_or_derive(&c, "20150830", "us-east-1", "s3");
+        }
         assert_eq!(cache.len(), 1);
+        assert_eq!(cache.derivations(), 1, "one derivation per day and scope");
         let k2 = cache.get_or_derive(&c, "20150831", "us-east-1", "s3");
         assert_eq!(cache.len(), 1, "the previous day's key is replaced");
+        assert_eq!(cache.derivations(), 2);
         assert_ne!(k1.sign(b"x"), k2.sign(b"x"));
         cache.get_or_derive(&c, "20150831", "eu-west-1", "s3");
         assert_eq!(cache.len(), 2);

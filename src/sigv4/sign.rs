@@ -691,3 +691,189 @@ fn sign_with_key<'p>(
         content_sha256: add_sha.then_some(payload),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const HOST: [(&str, &[u8]); 1] = [("Host", b"example.amazonaws.com")];
+
+    fn creds(token: Option<&str>) -> Credentials {
+        Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: token.map(str::to_owned),
+        }
+    }
+
+    fn params<'a>(c: &'a Credentials, s: &'a SigningSettings) -> SigningParams<'a> {
+        SigningParams {
+            credentials: c,
+            region: "us-east-1",
+            service: "service",
+            time: AmzDate::parse("20150830T123600Z").unwrap(),
+            settings: s,
+        }
+    }
+
+    fn get<'a>(headers: &'a [(&'a str, &'a [u8])]) -> SignableRequest<'a> {
+        SignableRequest {
+            method: "GET",
+            path: "/",
+            query: "",
+            headers,
+            payload: PayloadHash::Bytes(b""),
+        }
+    }
+
+    #[test]
+    fn signs_the_token_header_in_header_mode() {
+        let c = creds(Some("tok"));
+        let s = SigningSettings::for_service("service");
+        let out = sign(&get(&HOST), &params(&c, &s)).unwrap();
+        assert_eq!(out.signed_headers(), "host;x-amz-date;x-amz-security-token");
+        let names: Vec<_> = out.headers().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["x-amz-date", "x-amz-security-token", "authorization"]
+        );
+    }
+
+    #[test]
+    fn sends_but_does_not_sign_a_token_added_after_signing() {
+        let c = creds(Some("tok"));
+        let mut s = SigningSettings::for_service("service");
+        s.session_token = SessionTokenMode::AddedAfterSigning;
+        let out = sign(&get(&HOST), &params(&c, &s)).unwrap();
+        assert_eq!(out.signed_headers(), "host;x-amz-date");
+        assert!(out
+            .headers()
+            .any(|(n, v)| n == "x-amz-security-token" && v == "tok"));
+        s.session_token = SessionTokenMode::Omitted;
+        let out = sign(&get(&HOST), &params(&c, &s)).unwrap();
+        assert!(!out.headers().any(|(n, _)| n == "x-amz-security-token"));
+    }
+
+    #[test]
+    fn puts_the_token_in_the_canonical_query_when_presigning() {
+        let c = creds(Some("a/b+c"));
+        let mut s = SigningSettings::for_service("service");
+        s.location = SignatureLocation::Query {
+            expires: Duration::from_secs(60),
+        };
+        let ex = explain(&get(&HOST), &params(&c, &s)).unwrap();
+        assert!(ex
+            .canonical_request
+            .contains("&X-Amz-Security-Token=a%2Fb%2Bc&X-Amz-SignedHeaders=host\n"));
+        let q = ex.query.unwrap();
+        assert!(q.contains("&X-Amz-Expires=60&X-Amz-Security-Token=a%2Fb%2Bc&X-Amz-Signature="));
+        assert!(ex.authorization.is_none() && ex.added_headers.is_empty());
+
+        s.session_token = SessionTokenMode::AddedAfterSigning;
+        let ex = explain(&get(&HOST), &params(&c, &s)).unwrap();
+        assert!(!ex.canonical_request.contains("X-Amz-Security-Token"));
+        assert!(ex.query.unwrap().contains("X-Amz-Security-Token=a%2Fb%2Bc"));
+    }
+
+    #[test]
+    fn replaces_caller_signing_headers_and_ignores_authorization() {
+        let c = creds(None);
+        let mut s = SigningSettings::for_service("service");
+        s.content_sha256_header = true;
+        let stale: [(&str, &[u8]); 4] = [
+            ("Host", b"example.amazonaws.com"),
+            ("X-Amz-Date", b"19990101T000000Z"),
+            ("Authorization", b"AWS4-HMAC-SHA256 old"),
+            ("x-amz-content-sha256", b"stale"),
+        ];
+        let a = explain(&get(&stale), &params(&c, &s)).unwrap();
+        let b = explain(&get(&HOST), &params(&c, &s)).unwrap();
+        assert_eq!(a, b);
+        assert!(a.canonical_request.contains(
+            "x-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+        ));
+    }
+
+    #[test]
+    fn explain_matches_the_fast_path_and_cached_keys() {
+        let c = creds(Some("tok"));
+        let s = SigningSettings::for_service("s3");
+        let signer = Signer::new();
+        let p = params(&c, &s);
+        let fast = signer.sign(&get(&HOST), &p).unwrap();
+        let again = signer.sign(&get(&HOST), &p).unwrap();
+        let ex = signer.explain(&get(&HOST), &p).unwrap();
+        assert_eq!(fast.signature(), ex.signature);
+        assert_eq!(again.signature(), ex.signature);
+        assert_eq!(sign(&get(&HOST), &p).unwrap().signature(), ex.signature);
+        assert_eq!(fast.authorization(), ex.authorization.as_deref());
+        assert_eq!(signer.key_cache().derivations(), 1);
+    }
+
+    #[test]
+    fn normalizes_precomputed_hashes_and_rejects_bad_ones() {
+        let c = creds(None);
+        let s = SigningSettings::for_service("s3");
+        let upper = EMPTY_HASH_UPPER;
+        let mut r = get(&HOST);
+        r.payload = PayloadHash::Precomputed(upper);
+        let a = sign(&r, &params(&c, &s)).unwrap();
+        let b = sign(&get(&HOST), &params(&c, &s)).unwrap();
+        assert_eq!(a.signature(), b.signature());
+        let not_hex = "g".repeat(64);
+        for bad in ["", "abc", not_hex.as_str()] {
+            r.payload = PayloadHash::Precomputed(bad);
+            assert_eq!(
+                sign(&r, &params(&c, &s)).unwrap_err(),
+                SigningError::InvalidPayloadHash
+            );
+        }
+        r.payload = PayloadHash::Explicit("a b");
+        assert!(sign(&r, &params(&c, &s)).is_err());
+    }
+
+    const EMPTY_HASH_UPPER: &str =
+        "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+
+    #[test]
+    fn rejects_bad_expiry_method_and_scope() {
+        let c = creds(None);
+        let mut s = SigningSettings::for_service("service");
+        for secs in [0, 604_801] {
+            s.location = SignatureLocation::Query {
+                expires: Duration::from_secs(secs),
+            };
+            assert_eq!(
+                sign(&get(&HOST), &params(&c, &s)).unwrap_err(),
+                SigningError::InvalidExpires(secs)
+            );
+        }
+        s.location = SignatureLocation::Headers;
+        let mut r = get(&HOST);
+        r.method = "G ET";
+        assert_eq!(
+            sign(&r, &params(&c, &s)).unwrap_err(),
+            SigningError::InvalidMethod
+        );
+        let mut p = params(&c, &s);
+        p.region = "us/east";
+        assert_eq!(
+            sign(&get(&HOST), &p).unwrap_err(),
+            SigningError::InvalidScope
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_signatures_and_tokens() {
+        let c = creds(Some("supersecrettoken"));
+        let s = SigningSettings::for_service("service");
+        let out = sign(&get(&HOST), &params(&c, &s)).unwrap();
+        let ex = explain(&get(&HOST), &params(&c, &s)).unwrap();
+        for text in [format!("{out:?}"), format!("{ex:?}"), format!("{c:?}")] {
+            assert!(!text.contains(out.signature()), "{text}");
+            assert!(!text.contains("supersecrettoken"), "{text}");
+            assert!(!text.contains("wJalrXUtnFEMI"), "{text}");
+        }
+    }
+}
