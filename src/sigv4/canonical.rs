@@ -128,23 +128,20 @@ pub(crate) fn write_header_value<S: Sink + ?Sized>(sink: &mut S, value: &[u8]) {
         .map_or(start, |p| p + 1);
     let v = &value[start..end];
     let mut run_start = 0;
-    let mut i = 0;
-    while i < v.len() {
-        if is_ws(&v[i]) {
-            // Single plain space: keep it in the run.
-            if v[i] == b' ' && !v.get(i + 1).is_some_and(is_ws) {
-                i += 1;
-                continue;
-            }
+    let mut pos = 0;
+    while let Some(off) = v[pos..].iter().position(is_ws) {
+        let i = pos + off;
+        let mut j = i + 1;
+        while j < v.len() && is_ws(&v[j]) {
+            j += 1;
+        }
+        // A single plain space is already canonical: keep it in the run.
+        if !(j == i + 1 && v[i] == b' ') {
             sink.put(&v[run_start..i]);
             sink.put(b" ");
-            while i < v.len() && is_ws(&v[i]) {
-                i += 1;
-            }
-            run_start = i;
-        } else {
-            i += 1;
+            run_start = j;
         }
+        pos = j;
     }
     sink.put(&v[run_start..]);
 }
@@ -299,6 +296,9 @@ impl<'q> CanonicalQuery<'q> {
             let (a, b) = to_u32(r);
             Part::Query(a, b)
         } else {
+            if self.scratch.capacity() == 0 {
+                self.scratch.reserve(self.query.len() * 2 + 16);
+            }
             let w = canonical_query_component(src, decoded, &mut self.scratch);
             let (a, b) = to_u32(w);
             Part::Scratch(a, b)

@@ -551,12 +551,19 @@ fn sign_with_key<'p>(
         }
     }
     sort_headers(&mut headers);
-    let mut signed_headers = String::with_capacity(headers.len() * 16);
+    let mut signed_headers =
+        String::with_capacity(headers.iter().map(|h| h.name.len() + 1).sum::<usize>());
     push_signed_headers(&mut signed_headers, &headers);
 
     // Query (with the presign parameters in query mode).
     let mut query = CanonicalQuery::parse(request.query)?;
-    let mut text = String::with_capacity(256);
+    let mut text = String::with_capacity(
+        200 + params.credentials.access_key_id.len()
+            + params.region.len()
+            + params.service.len()
+            + 3 * signed_headers.len()
+            + token_sent.map_or(0, |t| 3 * t.len()),
+    );
     if let SignatureLocation::Query { expires } = settings.location {
         let mut param = |text: &mut String, name: &str, value: &dyn Fn(&mut String), signed| {
             if !text.is_empty() {
