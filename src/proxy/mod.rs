@@ -379,9 +379,6 @@ impl Proxy {
                 }
             }
         };
-        if chunked.is_none() {
-            parts.headers.remove(CONTENT_SHA256);
-        }
         if let OutboundBody::Buffered(b) = &outbound {
             parts
                 .headers
