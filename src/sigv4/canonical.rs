@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::ops::Range;
 
 use super::encoding::{
-    canonical_query_component, is_canonical, write_encoded, write_path_as_sent, Sink,
+    canonical_query_component, is_canonical_query, write_encoded, write_path_as_sent, Sink,
 };
 use super::SigningError;
 
@@ -292,7 +292,7 @@ impl<'q> CanonicalQuery<'q> {
 
     fn component(&mut self, r: Range<usize>, decoded: &mut Vec<u8>) -> Part {
         let src = &self.query[r.clone()];
-        if is_canonical(src, false) {
+        if is_canonical_query(src) {
             let (a, b) = to_u32(r);
             Part::Query(a, b)
         } else {

@@ -128,12 +128,34 @@ pub(crate) fn write_encoded<S: Sink + ?Sized>(sink: &mut S, input: &[u8], keep_s
     }
 }
 
-/// True when `input` would come out of [`write_encoded`] unchanged.
+/// True when a query key or value is already in canonical form: only
+/// unreserved bytes and upper-case `%XY` escapes of ASCII bytes that must be
+/// escaped (so decoding and re-encoding would give it back unchanged).
 #[inline]
-pub(crate) fn is_canonical(input: &[u8], keep_slash: bool) -> bool {
-    input
-        .iter()
-        .all(|&b| is_unreserved(b) || (keep_slash && b == b'/'))
+pub(crate) fn is_canonical_query(input: &[u8]) -> bool {
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if is_unreserved(b) {
+            i += 1;
+            continue;
+        }
+        if b != b'%' || i + 2 >= input.len() {
+            return false;
+        }
+        let (h, l) = (input[i + 1], input[i + 2]);
+        let upper_hex = |c: u8| c.is_ascii_digit() || (b'A'..=b'F').contains(&c);
+        if !upper_hex(h) || !upper_hex(l) {
+            return false;
+        }
+        let decoded = (h - if h.is_ascii_digit() { b'0' } else { b'A' - 10 }) << 4
+            | (l - if l.is_ascii_digit() { b'0' } else { b'A' - 10 });
+        if decoded >= 0x80 || is_unreserved(decoded) {
+            return false;
+        }
+        i += 3;
+    }
+    true
 }
 
 /// A path as sent (single encoding): keeps every byte that may appear in a
@@ -259,6 +281,31 @@ mod tests {
                 h.put(chunk);
             }
             assert_eq!(h.finalize()[..], Sha256::digest(&data)[..], "split {split}");
+        }
+    }
+
+    #[test]
+    fn recognises_query_components_already_in_canonical_form() {
+        for (text, canonical) in [
+            ("value%20x", true),
+            ("a%2Fb%3D", true),
+            ("abc-._~", true),
+            ("a%2fb", false),
+            ("%41", false),
+            ("%E1%88%B4", false),
+            ("a+b", false),
+            ("a b", false),
+            ("%2", false),
+            ("%", false),
+            ("ab%", false),
+        ] {
+            assert_eq!(is_canonical_query(text.as_bytes()), canonical, "{text}");
+            if canonical {
+                let mut d = Vec::new();
+                let mut s = Vec::new();
+                let r = canonical_query_component(text.as_bytes(), &mut d, &mut s);
+                assert_eq!(&s[r], text.as_bytes(), "{text}");
+            }
         }
     }
 
