@@ -401,7 +401,8 @@ fn signs_the_s3_documentation_examples() {
         }
         request.push('\n');
         let mut stdin = request.into_bytes();
-        if !ex.get("chunk_sizes").is_some_and(|v| !v.is_null()) {
+        // The chunked example's seed request carries no body of its own.
+        if ex["chunk_sizes"].is_null() {
             use base64::Engine as _;
             let body = base64::engine::general_purpose::STANDARD
                 .decode(ex["body_b64"].as_str().unwrap_or(""))
