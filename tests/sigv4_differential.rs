@@ -1,7 +1,10 @@
 //! Differential test: signet's signer against the `aws-sigv4` crate.
 //!
 //! Signs thousands of random requests with both implementations and requires
-//! byte-identical signatures. The generator is seeded; the seed is printed at
+//! byte-identical signatures and identical added headers (`Authorization`,
+//! `X-Amz-Date`, token, `x-amz-content-sha256`) or presign parameters.
+//! signet signs each request twice, as primitives and as `http` types, and
+//! both must agree. The generator is seeded; the seed is printed at
 //! the start and in every failure, and `SIGNET_DIFF_SEED=<u64>` replays a run
 //! (`SIGNET_DIFF_SEED=random` picks a fresh one).
 //!
@@ -331,8 +334,18 @@ fn random_case(rng: &mut StdRng) -> Case {
     }
 }
 
-/// The oracle: the signature `aws-sigv4` computes for `case`.
-fn sign_with_aws_sigv4(case: &Case) -> String {
+/// What signing adds to a request, in a form both implementations can be
+/// compared in: the signature, the headers to set (lower-case name, value)
+/// and the query parameters to append (name, decoded value), both sorted.
+#[derive(Debug, PartialEq, Eq)]
+struct Signed {
+    signature: String,
+    headers: Vec<(String, String)>,
+    params: Vec<(String, String)>,
+}
+
+/// The oracle: what `aws-sigv4` adds to `case`.
+fn sign_with_aws_sigv4(case: &Case) -> Signed {
     let identity: Identity = AwsCredentials::new(
         ACCESS_KEY_ID,
         SECRET_ACCESS_KEY,
@@ -382,11 +395,45 @@ fn sign_with_aws_sigv4(case: &Case) -> String {
         body,
     )
     .unwrap();
-    aws_sign(request, &params).unwrap().signature().to_string()
+    let (instructions, signature) = aws_sign(request, &params).unwrap().into_parts();
+    let mut headers: Vec<(String, String)> = instructions
+        .headers()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    headers.sort();
+    let mut params: Vec<(String, String)> = instructions
+        .params()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    params.sort();
+    Signed {
+        signature,
+        headers,
+        params,
+    }
 }
 
-/// signet's signature for `case`, with its canonical request for reports.
-fn sign_with_signet(case: &Case, signer: &sigv4::Signer) -> (String, String) {
+/// Splits `X-Amz-A=v&X-Amz-B=w` into sorted (name, decoded value) pairs.
+fn decode_params(query: &str) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap();
+            let value = percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .unwrap();
+            (name.to_string(), value.into_owned())
+        })
+        .collect();
+    params.sort();
+    params
+}
+
+/// What signet adds to `case`, signing primitives ([`sigv4::Signer::sign`])
+/// and `http` types ([`sigv4::Signer::sign_http_request`], the proxy's
+/// path), which must agree; plus the canonical request for reports.
+fn sign_with_signet(case: &Case, signer: &sigv4::Signer) -> (Signed, String) {
     let credentials = sigv4::Credentials {
         access_key_id: ACCESS_KEY_ID.to_string(),
         secret_access_key: SECRET_ACCESS_KEY.to_string(),
@@ -426,14 +473,44 @@ fn sign_with_signet(case: &Case, signer: &sigv4::Signer) -> (String, String) {
             Payload::Unsigned => sigv4::PayloadHash::Unsigned,
         },
     };
-    let signature = signer
-        .sign(&request, &params)
-        .unwrap()
-        .signature()
-        .to_string();
+    let output = signer.sign(&request, &params).unwrap();
+    let mut headers: Vec<(String, String)> = output
+        .headers()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    headers.sort();
+    let signed = Signed {
+        signature: output.signature().to_string(),
+        headers,
+        params: output
+            .presigned_params()
+            .map(decode_params)
+            .unwrap_or_default(),
+    };
+
     let explained = signer.explain(&request, &params).unwrap();
-    assert_eq!(explained.signature, signature, "sign and explain disagree");
-    (signature, explained.canonical_request)
+    assert_eq!(
+        explained.signature, signed.signature,
+        "sign and explain disagree"
+    );
+
+    // The same request as `http` types.
+    let mut http_request = http::Request::builder()
+        .method(http::Method::from_bytes(case.method.as_bytes()).unwrap())
+        .uri(format!("https://{}{}", case.host, case.target()));
+    for (name, value) in &case.headers {
+        http_request = http_request.header(name.as_str(), value.as_str());
+    }
+    let mut http_request = http_request.body(()).unwrap();
+    let http_output = signer
+        .sign_http_request(&mut http_request, request.payload, &params)
+        .unwrap();
+    assert_eq!(
+        http_output.signature(),
+        signed.signature,
+        "sign_http_request and sign disagree"
+    );
+    (signed, explained.canonical_request)
 }
 
 fn seed() -> u64 {
@@ -469,7 +546,7 @@ fn signatures_match_aws_sigv4_on_random_requests() {
         assert_eq!(
             actual,
             expected,
-            "signature differs from aws-sigv4 (seed {seed}, case #{index})\n\
+            "signing differs from aws-sigv4 (seed {seed}, case #{index})\n\
              case: {case:#?}\ntarget: {}\nsignet canonical request:\n{canonical_request}",
             case.target()
         );
