@@ -40,7 +40,7 @@
 //!     credentials: &creds,
 //!     region: "us-east-1",
 //!     service: "s3",
-//!     time: AmzDate::parse("20150830T123600Z").unwrap(), // or AmzDate::now()?
+//!     time: AmzDate::parse("20150830T123600Z").unwrap(), // the proxy uses AmzDate::now()
 //!     settings: &settings,
 //! };
 //!
