@@ -262,7 +262,7 @@ fn verify_chunk_chain(seen: &Seen, secret: &str) -> (Vec<u8>, Vec<(String, Strin
         seen.region,
         seen.service
     );
-    let mut key = mac(format!("AWS4{secret}").as_bytes(), date[..8].as_bytes());
+    let mut key = mac(format!("AWS4{secret}").as_bytes(), &date.as_bytes()[..8]);
     for part in [seen.region.as_str(), seen.service.as_str(), "aws4_request"] {
         key = mac(&key, part.as_bytes());
     }
