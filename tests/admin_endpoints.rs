@@ -323,7 +323,10 @@ fn readyz_and_health_report_missing_credentials() {
     let (status, _, body) = get(signet.admin, READY_PATH);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("credentials default"), "{body}");
-    assert!(!body.contains("listener"), "only the credentials are missing: {body}");
+    assert!(
+        !body.contains("listener"),
+        "only the credentials are missing: {body}"
+    );
     assert_eq!(
         get(signet.admin, HEALTH_PATH).0,
         200,
