@@ -49,19 +49,32 @@ impl BufferedHasher {
     }
 }
 
-impl Sink for BufferedHasher {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > self.buf.len() {
-            self.hasher.update(&self.buf[..self.len]);
-            self.len = 0;
-            if bytes.len() > self.buf.len() / 2 {
-                self.hasher.update(bytes);
-                return;
-            }
+impl BufferedHasher {
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, bytes: &[u8]) {
+        self.hasher.update(&self.buf[..self.len]);
+        self.len = 0;
+        if bytes.len() > self.buf.len() / 2 {
+            self.hasher.update(bytes);
+        } else {
+            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
         }
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
+    }
+}
+
+impl Sink for BufferedHasher {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        let len = self.len;
+        match self.buf.get_mut(len..len + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.len = len + bytes.len();
+            }
+            None => self.spill(bytes),
+        }
     }
 }
 
