@@ -35,15 +35,16 @@
 #      origin, hop, signet and signet-quiet, interleaved: each round runs every
 #      workload against every target in turn, ROUNDS rounds of DURATION seconds
 #      after a WARMUP per workload and target. The median of the rounds is
-#      reported.
+#      reported: requests/s, p50/p99 latency, and the target's own CPU time
+#      (user+system, from /proc/<pid>/stat) per request.
 #   5. Prints a summary (goals: signet >= 0.8x the hop's requests/s with p99 no
 #      worse than the hop's; peak RSS <= 64 MiB) and writes it, with the raw
 #      per-round figures, to bench/out/.
 #
 # Knobs (environment): ROUNDS (3), DURATION (10, seconds), WARMUP (3, seconds),
 # CONNECTIONS (32), THREADS (2, wrk threads), BIG_MIB (512), STRICT (1: exit 3
-# when a goal is missed), BENCH_SIGNET_BIN (use this binary instead
-# of building). With the defaults the measuring takes about 5 minutes, plus
+# when a goal is missed), BENCH_SIGNET_BIN (use this binary instead of
+# building; not SIGNET_*, which signet reads as its own configuration). With the defaults the measuring takes about 5 minutes, plus
 # however long cargo needs. Every process started here is stopped on exit.
 # The load generator, nginx and signet share the machine's cores.
 
