@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -121,6 +122,12 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
     let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
     let proxy_server = {
         let app = crate::proxy::router(proxy.clone());
+        // Responses are written as they stream: never hold a small write back.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
