@@ -61,14 +61,17 @@ pub fn main(args: ServeArgs) -> ExitCode {
         }
     };
     // --log-level wins, then RUST_LOG, then the configured level.
-    if let Err(e) = telemetry::logging::init_layered(
+    let _log_guard = match telemetry::logging::init_layered(
         args.log_level.as_deref(),
         Some(settings.log.level.as_str()),
         settings.log.format.into(),
     ) {
-        eprintln!("signet: {e}");
-        return ExitCode::from(2);
-    }
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("signet: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match crate::cli::build_runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
         Err(code) => return code,

@@ -20,37 +20,48 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::PROXY_AUTHENTICATE,
 ];
 
+/// `Keep-Alive`, hop-by-hop though not in `http`'s constants.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// Client headers that signing owns: whatever the client sent is replaced.
-const SIGNING_OWNED: &[&str] = &["authorization", "x-amz-date", "x-amz-security-token"];
+pub(crate) const SIGNING_OWNED: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-amz-date"),
+    HeaderName::from_static("x-amz-security-token"),
+];
 
 /// The payload-hash header, owned by signing except in aws-chunked modes,
 /// where it announces the chunk framing the body carries.
-pub const CONTENT_SHA256: &str = "x-amz-content-sha256";
+pub const CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
 
 /// Removes hop-by-hop headers: `Connection` and every header it names,
 /// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
+    headers.remove(KEEP_ALIVE);
+    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
     }
 }
 
@@ -61,7 +72,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn strip_request_headers(headers: &mut HeaderMap, host: &Authority, keep_content_sha256: bool) {
     strip_hop_by_hop(headers);
     for name in SIGNING_OWNED {
-        headers.remove(*name);
+        headers.remove(name);
     }
     if !keep_content_sha256 {
         headers.remove(CONTENT_SHA256);

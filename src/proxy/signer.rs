@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use http::header::{HeaderMap, AUTHORIZATION};
+use http::header::HeaderMap;
 
 use crate::credentials::CredentialsHandle;
 use crate::routing::Target;
@@ -15,7 +15,7 @@ use crate::sigv4::{AmzDate, PayloadHash, SignedHeaders, Signer, SigningParams, S
 use crate::upstream::{AttemptSigner, SignFailure};
 
 use super::chunked::ChunkChain;
-use super::prepare::CONTENT_SHA256;
+use super::prepare::{CONTENT_SHA256, SIGNING_OWNED};
 
 /// The payload hash one request is signed with, owned across attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,9 +112,9 @@ impl AttemptSigner for RequestSigner {
             .map_err(|e| SignFailure::CredentialsUnavailable(e.reason))?;
         self.attempts.fetch_add(1, Ordering::Relaxed);
         // A retry re-signs from scratch.
-        parts.headers.remove(AUTHORIZATION);
-        parts.headers.remove("x-amz-date");
-        parts.headers.remove("x-amz-security-token");
+        for name in SIGNING_OWNED {
+            parts.headers.remove(name);
+        }
         if self.settings.content_sha256_header && self.chain.is_none() {
             parts.headers.remove(CONTENT_SHA256);
         }

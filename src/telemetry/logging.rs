@@ -181,18 +181,34 @@ pub fn init(level: Option<&str>, format: LogFormat) -> Result<(), TelemetryError
     init_with_writer(level, format, std::io::stdout)
 }
 
+/// Keeps the background log writer running; dropping it flushes what is
+/// queued. Hold it until the process exits.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Installs the process-wide subscriber writing to stdout, with the level from
 /// [`layered_filter`]: `flag` (`--log-level`), then `RUST_LOG`, then
 /// `configured` (the config file's `log.level`), then [`DEFAULT_LEVEL`].
+///
+/// Lines are written by a background thread through a buffer that is flushed
+/// whenever the queue drains, so a request never waits on stdout (a slow log
+/// pipe cannot stall a worker) and a busy proxy writes many lines per system
+/// call. The queue does not drop lines: when it is full, logging waits.
 pub fn init_layered(
     flag: Option<&str>,
     configured: Option<&str>,
     format: LogFormat,
-) -> Result<(), TelemetryError> {
+) -> Result<LogGuard, TelemetryError> {
     let filter = layered_filter(flag, rust_log().as_deref(), configured)?;
-    subscriber(filter, format, std::io::stdout)
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
+    subscriber(filter, format, writer)
         .try_init()
-        .map_err(|_| TelemetryError::AlreadyInitialised)
+        .map_err(|_| TelemetryError::AlreadyInitialised)?;
+    Ok(guard)
 }
 
 /// Like [`init`], but writing to `writer` (a file, stderr, a test buffer).
