@@ -87,6 +87,12 @@ async fn sigterm_lets_a_slow_request_finish_and_turns_readiness_false() {
     let exit = wait_exit(&mut signet, Duration::from_secs(10)).await;
     assert!(exit.success(), "exit 0 after the drain, got {exit}");
     assert!(sent.elapsed() < Duration::from_secs(10));
+    // Buffered log lines are written out before the process ends.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        signet.logs().iter().any(|l| l.contains("drained; exiting")),
+        "the last log line reached stdout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

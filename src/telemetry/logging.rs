@@ -50,6 +50,9 @@ pub enum TelemetryError {
     /// A global subscriber was already installed in this process.
     #[error("logging is already initialised in this process")]
     AlreadyInitialised,
+    /// The thread that writes log lines out could not start.
+    #[error("cannot start the log writer thread: {0}")]
+    Flusher(String),
 }
 
 /// How log lines are written.
@@ -181,34 +184,91 @@ pub fn init(level: Option<&str>, format: LogFormat) -> Result<(), TelemetryError
     init_with_writer(level, format, std::io::stdout)
 }
 
-/// Keeps the background log writer running; dropping it flushes what is
-/// queued. Hold it until the process exits.
-pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+/// How often buffered log lines are written out.
+pub const LOG_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// stdout behind a 64 KiB buffer that a background thread flushes every
+/// [`LOG_FLUSH_INTERVAL`]: logging a line is one copy under a short lock, and
+/// a busy proxy writes many lines per system call instead of one each.
+#[derive(Clone)]
+pub struct BufferedStdout(std::sync::Arc<std::sync::Mutex<std::io::BufWriter<std::io::Stdout>>>);
+
+impl BufferedStdout {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::io::BufWriter<std::io::Stdout>> {
+        // A panic while holding the lock leaves a usable buffer behind.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One log line's access to [`BufferedStdout`].
+pub struct BufferedStdoutWriter<'a>(std::sync::MutexGuard<'a, std::io::BufWriter<std::io::Stdout>>);
+
+impl std::io::Write for BufferedStdoutWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Flushed by the background thread; a line never waits for stdout.
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BufferedStdout {
+    type Writer = BufferedStdoutWriter<'a>;
+    fn make_writer(&'a self) -> Self::Writer {
+        BufferedStdoutWriter(self.lock())
+    }
+}
+
+/// Keeps the log flusher running; dropping it writes out what is buffered.
+/// Hold it until the process exits.
+pub struct LogGuard {
+    out: BufferedStdout,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::io::Write::flush(&mut *self.out.lock());
+    }
+}
 
 /// Installs the process-wide subscriber writing to stdout, with the level from
 /// [`layered_filter`]: `flag` (`--log-level`), then `RUST_LOG`, then
 /// `configured` (the config file's `log.level`), then [`DEFAULT_LEVEL`].
 ///
-/// Lines are written by a background thread through a buffer that is flushed
-/// whenever the queue drains, so a request never waits on stdout (a slow log
-/// pipe cannot stall a worker) and a busy proxy writes many lines per system
-/// call. The queue does not drop lines: when it is full, logging waits.
+/// Lines go through [`BufferedStdout`]; they appear within
+/// [`LOG_FLUSH_INTERVAL`], and the returned guard flushes the rest on exit.
 pub fn init_layered(
     flag: Option<&str>,
     configured: Option<&str>,
     format: LogFormat,
 ) -> Result<LogGuard, TelemetryError> {
     let filter = layered_filter(flag, rust_log().as_deref(), configured)?;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
-    subscriber(filter, format, writer)
+    let out = BufferedStdout(std::sync::Arc::new(std::sync::Mutex::new(
+        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+    )));
+    subscriber(filter, format, out.clone())
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
-    Ok(guard)
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flusher, stopped) = (out.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name("signet-log-flush".into())
+        .spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(LOG_FLUSH_INTERVAL);
+                let _ = std::io::Write::flush(&mut *flusher.lock());
+            }
+        })
+        .map_err(|e| TelemetryError::Flusher(e.to_string()))?;
+    Ok(LogGuard { out, stop })
 }
 
 /// Like [`init`], but writing to `writer` (a file, stderr, a test buffer).
