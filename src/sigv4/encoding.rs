@@ -125,9 +125,18 @@ fn put_escape<S: Sink + ?Sized>(sink: &mut S, b: u8) {
 /// SigV4 `UriEncode`: every byte except unreserved characters (and `/` when
 /// `keep_slash`) becomes `%XY`. Runs of safe bytes are written in one call.
 pub(crate) fn write_encoded<S: Sink + ?Sized>(sink: &mut S, input: &[u8], keep_slash: bool) {
+    write_escaping(sink, input, |b| {
+        is_unreserved(b) || (keep_slash && b == b'/')
+    });
+}
+
+/// Writes `input`, escaping every byte for which `keep` is false as `%XY`.
+/// Runs of kept bytes are written in one call.
+#[inline]
+fn write_escaping<S: Sink + ?Sized>(sink: &mut S, input: &[u8], keep: impl Fn(u8) -> bool) {
     let mut start = 0;
     for (i, &b) in input.iter().enumerate() {
-        if is_unreserved(b) || (keep_slash && b == b'/') {
+        if keep(b) {
             continue;
         }
         if start < i {
@@ -175,20 +184,7 @@ pub(crate) fn is_canonical_query(input: &[u8]) -> bool {
 /// request target, and escapes only those that cannot (controls, space,
 /// non-ASCII), which is how a raw UTF-8 or spaced target goes on the wire.
 pub(crate) fn write_path_as_sent<S: Sink + ?Sized>(sink: &mut S, input: &[u8]) {
-    let mut start = 0;
-    for (i, &b) in input.iter().enumerate() {
-        if b > 0x20 && b < 0x7f {
-            continue;
-        }
-        if start < i {
-            sink.put(&input[start..i]);
-        }
-        put_escape(sink, b);
-        start = i + 1;
-    }
-    if start < input.len() {
-        sink.put(&input[start..]);
-    }
+    write_escaping(sink, input, |b| b > 0x20 && b < 0x7f);
 }
 
 fn hex_value(b: u8) -> Option<u8> {
