@@ -54,6 +54,15 @@ impl ProxyError {
         }
     }
 
+    /// Whether the signer refused the request (as opposed to credentials
+    /// being unavailable or the upstream failing).
+    pub fn is_signing_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Forward(ForwardError::Sign(crate::upstream::SignFailure::Signing(_)))
+        )
+    }
+
     /// A short machine-readable name for the `x-signet-error` header.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -26,7 +26,7 @@ pub mod prepare;
 pub mod signer;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -259,18 +259,13 @@ impl Proxy {
             uri: client_uri,
             started,
             bytes_in: Arc::new(AtomicU64::new(0)),
-            attempts: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+            attempts: Arc::new(AtomicU32::new(0)),
         };
         let guard = InFlight::new(&self, &exchange.route);
         match self.forward(&state, &target, request, &exchange).await {
             Ok(response) => exchange.stream_back(&self, response, guard),
             Err(e) => {
-                if matches!(
-                    &e,
-                    ProxyError::Forward(crate::upstream::ForwardError::Sign(
-                        crate::upstream::SignFailure::Signing(_)
-                    ))
-                ) {
+                if e.is_signing_failure() {
                     self.metrics.signing_error(&exchange.route);
                 }
                 drop(guard);
@@ -320,7 +315,7 @@ impl Proxy {
             parts.headers.insert(name.clone(), value.clone());
         }
         let scheme: &Scheme = &target.scheme;
-        parts.uri = upstream_uri(scheme, &authority, "", &target.path, parts.uri.query())
+        parts.uri = upstream_uri(scheme, &authority, &target.path, parts.uri.query())
             .ok_or_else(|| ProxyError::BadRequest("path cannot be forwarded".into()))?;
         parts.version = http::Version::HTTP_11;
 
@@ -465,7 +460,7 @@ struct Exchange {
     uri: http::Uri,
     started: Instant,
     bytes_in: Arc<AtomicU64>,
-    attempts: Arc<std::sync::atomic::AtomicU32>,
+    attempts: Arc<AtomicU32>,
 }
 
 impl Exchange {

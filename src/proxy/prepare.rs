@@ -82,21 +82,18 @@ pub fn strip_request_headers(headers: &mut HeaderMap, host: &Authority, keep_con
     }
 }
 
-/// The upstream URI: the target's scheme and authority, its base path, then the
-/// client's path (after any stripped prefix) and query, byte for byte.
+/// The upstream URI: the target's scheme and authority, then the path routing
+/// chose (base path joined, prefix stripped) and the client's query, byte for
+/// byte.
 ///
 /// Returns `None` when the combination is not a valid URI.
 pub fn upstream_uri(
     scheme: &Scheme,
     authority: &Authority,
-    base_path: &str,
     path: &str,
     query: Option<&str>,
 ) -> Option<Uri> {
-    let base = base_path.trim_end_matches('/');
-    let mut pq =
-        String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 1);
-    pq.push_str(base);
+    let mut pq = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1) + 1);
     if !path.starts_with('/') {
         pq.push('/');
     }
@@ -193,7 +190,6 @@ mod tests {
         let uri = upstream_uri(
             &Scheme::HTTPS,
             &"search-d.us-west-2.es.amazonaws.com".parse().unwrap(),
-            "",
             "/my%20index/_search",
             Some("q=a%2Fb&q=c&z"),
         )
@@ -205,16 +201,10 @@ mod tests {
     }
 
     #[test]
-    fn joins_base_path_and_forwarded_path() {
-        let uri = upstream_uri(
-            &Scheme::HTTP,
-            &"127.0.0.1:9000".parse().unwrap(),
-            "/prefix/",
-            "/object",
-            None,
-        )
-        .unwrap();
-        assert_eq!(uri.to_string(), "http://127.0.0.1:9000/prefix/object");
-        assert!(upstream_uri(&Scheme::HTTP, &"h".parse().unwrap(), "", "/a b", None).is_none());
+    fn refuses_paths_that_are_not_a_valid_uri() {
+        let host = "127.0.0.1:9000".parse().unwrap();
+        let uri = upstream_uri(&Scheme::HTTP, &host, "object", None).unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:9000/object");
+        assert!(upstream_uri(&Scheme::HTTP, &host, "/a b", None).is_none());
     }
 }
