@@ -19,19 +19,9 @@ const CLIENT_TOKEN: &str = "client-session-token-MUSTNOTLEAK-7f3a";
 const CLIENT_SIGNATURE: &str = "deadbeefcafebabe0123456789abcdef0123456789abcdef0123456789abcdef";
 const CLIENT_CREDENTIAL: &str = "AKIACLIENTLEAK000001%2F20250101%2Fus-east-1%2Fs3%2Faws4_request";
 
-/// Reads one sample value from Prometheus text output.
+/// One series' value in a scrape, 0 when the series does not exist yet.
 fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    signet::telemetry::metrics::sample(metrics, name, labels).unwrap_or(0.0)
 }
 
 async fn metrics_text(signet: &Signet) -> String {
