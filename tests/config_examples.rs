@@ -98,7 +98,7 @@ fn examples_route_their_documented_requests() {
         )
         .unwrap();
     assert_eq!(
-        (&*t.service, &*t.authority),
+        (&*t.service, t.authority.as_str()),
         ("aps", "aps-workspaces.us-west-2.amazonaws.com")
     );
     assert_eq!(t.path, "/workspaces/ws-1/api/v1/remote_write");

@@ -378,8 +378,11 @@ pub struct RouteSettings {
     /// Signing region.
     pub region: String,
     /// Host signed instead of the upstream's (aws-sigv4-proxy's `--sign-host`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sign_host: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_authority"
+    )]
+    pub sign_host: Option<http::uri::Authority>,
     /// Prefix removed from the path before forwarding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<String>,
@@ -585,6 +588,16 @@ impl Settings {
         roles.sort();
         roles.dedup();
         roles
+    }
+}
+
+fn serialize_authority<S: serde::Serializer>(
+    authority: &Option<http::uri::Authority>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match authority {
+        Some(a) => serializer.collect_str(a),
+        None => serializer.serialize_none(),
     }
 }
 

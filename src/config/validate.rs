@@ -434,15 +434,14 @@ fn validate_route(
         .as_deref()
         .map(|h| h.trim().to_ascii_lowercase())
     {
-        Some(h)
-            if h.is_empty()
-                || h.parse::<http::uri::Authority>().is_err()
-                || h.contains(['/', '@']) =>
-        {
-            ctx.add("sign_host", format!("'{h}' is not a host name"));
-            None
-        }
-        other => other,
+        None => None,
+        Some(h) => match h.parse::<http::uri::Authority>() {
+            Ok(a) if !h.is_empty() && !h.contains(['/', '@']) => Some(a),
+            _ => {
+                ctx.add("sign_host", format!("'{h}' is not a host name"));
+                None
+            }
+        },
     };
 
     // Service and region: explicit, else derived from an AWS upstream host.

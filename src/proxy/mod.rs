@@ -36,14 +36,14 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, HOST};
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use http_body::Body as _;
 use sha2::{Digest, Sha256};
 
 use crate::config::{PayloadMode, Settings};
 use crate::credentials::{CredentialsError, CredentialsHandle, CredentialsSet, SourceSettings};
 use crate::routing::{RouteTable, Target};
-use crate::sigv4::{is_s3_family, Signer, SigningKeyCache};
+use crate::sigv4::{is_s3_family, Signer};
 use crate::telemetry::logging::{access_log, upstream_request_id, AccessRecord};
 use crate::telemetry::metrics::{CredentialGauge, Metrics};
 use crate::upstream::{OutboundBody, OutboundRequest, Upstream};
@@ -165,9 +165,7 @@ impl Proxy {
             state: ArcSwap::from_pointee(state),
             upstream,
             metrics,
-            signer: Arc::new(Signer::with_key_cache(SigningKeyCache::new(
-                SigningKeyCache::DEFAULT_CAPACITY,
-            ))),
+            signer: Arc::new(Signer::new()),
             in_flight: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -289,17 +287,8 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
 
         let chunked = AwsChunked::detect(&parts.headers);
-        let authority: Authority = target
-            .authority
-            .parse()
-            .map_err(|_| ProxyError::BadRequest("route upstream authority is invalid".into()))?;
-        let signing_host: Authority = match &target.sign_host {
-            Some(h) => h
-                .parse()
-                .map_err(|_| ProxyError::BadRequest("route sign_host is invalid".into()))?,
-            None => authority.clone(),
-        };
-        strip_request_headers(&mut parts.headers, &signing_host, chunked.is_some());
+        let signing_host = target.sign_host.as_ref().unwrap_or(&target.authority);
+        strip_request_headers(&mut parts.headers, signing_host, chunked.is_some());
         if !policy.strip_headers.is_empty() {
             let names: Vec<http::HeaderName> = parts
                 .headers
@@ -315,7 +304,7 @@ impl Proxy {
             parts.headers.insert(name.clone(), value.clone());
         }
         let scheme: &Scheme = &target.scheme;
-        parts.uri = upstream_uri(scheme, &authority, &target.path, parts.uri.query())
+        parts.uri = upstream_uri(scheme, &target.authority, &target.path, parts.uri.query())
             .ok_or_else(|| ProxyError::BadRequest("path cannot be forwarded".into()))?;
         parts.version = http::Version::HTTP_11;
 

@@ -39,7 +39,7 @@
 //! let table = RouteTable::new(&settings);
 //!
 //! let t = table.resolve(Some("127.0.0.1:8080"), "/s3/bucket/key").unwrap();
-//! assert_eq!((&*t.route, &*t.authority, t.path.as_str()), ("local-s3", "127.0.0.1:9000", "/bucket/key"));
+//! assert_eq!((&*t.route, t.authority.as_str(), t.path.as_str()), ("local-s3", "127.0.0.1:9000", "/bucket/key"));
 //!
 //! let t = table.resolve(Some("sqs.eu-west-1.amazonaws.com"), "/").unwrap();
 //! assert_eq!((&*t.route, &*t.service, &*t.region), ("aws:sqs", "sqs", "eu-west-1"));
@@ -50,6 +50,8 @@
 pub mod endpoint;
 
 use std::sync::Arc;
+
+use http::uri::Authority;
 
 use crate::config::{CustomHeaders, HeaderPatterns, PayloadMode, RouteSettings, Settings};
 use endpoint::EndpointError;
@@ -85,9 +87,9 @@ pub struct Target {
     /// `http` or `https`.
     pub scheme: http::uri::Scheme,
     /// `host[:port]` to connect to and to send as Host.
-    pub authority: Arc<str>,
+    pub authority: Authority,
     /// The host to sign instead of `authority` (aws-sigv4-proxy's `--sign-host`).
-    pub sign_host: Option<Arc<str>>,
+    pub sign_host: Option<Authority>,
     /// The path to send: the upstream's base path plus the request path after
     /// `strip_prefix`; always starts with `/`. The query is not part of it.
     pub path: String,
@@ -138,9 +140,9 @@ struct CompiledRoute {
     path_prefix: Option<String>,
     strip_prefix: Option<String>,
     scheme: http::uri::Scheme,
-    authority: Arc<str>,
+    authority: Authority,
     base_path: String,
-    sign_host: Option<Arc<str>>,
+    sign_host: Option<Authority>,
     service: Arc<str>,
     region: Arc<str>,
     policy: Arc<TargetPolicy>,
@@ -264,7 +266,13 @@ impl RouteTable {
         };
         match endpoint::parse_host(host) {
             Ok(ep) => {
-                let authority: Arc<str> = host_name.unwrap_or(host).to_ascii_lowercase().into();
+                let authority: Authority = host_name
+                    .unwrap_or(host)
+                    .to_ascii_lowercase()
+                    .parse()
+                    .map_err(|_| RouteError::UnknownHost {
+                    host: printable(host).into_owned(),
+                })?;
                 let service: Arc<str> = match &self.host_service {
                     Some(s) => s.clone(),
                     None => ep.service.into(),
@@ -343,9 +351,9 @@ fn compile(route: &RouteSettings) -> CompiledRoute {
         path_prefix: route.path_prefix.clone(),
         strip_prefix: route.strip_prefix.clone(),
         scheme: route.upstream.scheme.clone(),
-        authority: route.upstream.authority.as_str().into(),
+        authority: route.upstream.authority.clone(),
         base_path: route.upstream.base_path.clone(),
-        sign_host: route.sign_host.as_deref().map(Arc::from),
+        sign_host: route.sign_host.clone(),
         service: route.service.as_str().into(),
         region: route.region.as_str().into(),
         policy: Arc::new(TargetPolicy {
@@ -453,7 +461,7 @@ mod tests {
         assert_eq!(&*target.route, "search");
         assert_eq!(target.scheme, http::uri::Scheme::HTTPS);
         assert_eq!(
-            &*target.authority,
+            target.authority.as_str(),
             "search-logs-abc.us-west-2.es.amazonaws.com"
         );
         assert_eq!(target.path, "/_search");
@@ -514,7 +522,10 @@ mod tests {
             .unwrap();
         assert!(target.host_routed);
         assert_eq!(&*target.route, "aws:s3");
-        assert_eq!(&*target.authority, "bucket.s3.eu-west-1.amazonaws.com");
+        assert_eq!(
+            target.authority.as_str(),
+            "bucket.s3.eu-west-1.amazonaws.com"
+        );
         assert_eq!(target.scheme, http::uri::Scheme::HTTPS);
         assert_eq!((&*target.service, &*target.region), ("s3", "eu-west-1"));
         assert_eq!(target.path, "/key");
@@ -640,7 +651,7 @@ mod tests {
         );
         let target = t.resolve(Some("localhost"), "/api/v1/items").unwrap();
         assert_eq!(target.path, "/base/v1/items");
-        assert_eq!(&*target.authority, "127.0.0.1:9000");
+        assert_eq!(target.authority.as_str(), "127.0.0.1:9000");
         assert_eq!(target.scheme, http::uri::Scheme::HTTP);
     }
 }
