@@ -569,26 +569,6 @@ impl Settings {
             Err(e) => format!("# cannot print the configuration: {e}\n"),
         }
     }
-
-    /// The names of the credential sources and `(source, role_arn)` pairs the
-    /// routes and host routing use, for starting refreshers and for readiness.
-    pub fn route_roles(&self) -> Vec<(String, String)> {
-        let mut roles: Vec<(String, String)> = self
-            .routes
-            .iter()
-            .filter_map(|r| r.role_arn.clone().map(|arn| (r.credentials.clone(), arn)))
-            .chain(
-                self.defaults
-                    .role_arn
-                    .clone()
-                    .filter(|_| self.defaults.aws_host_routing)
-                    .map(|arn| (self.defaults.credentials.clone(), arn)),
-            )
-            .collect();
-        roles.sort();
-        roles.dedup();
-        roles
-    }
 }
 
 fn serialize_authority<S: serde::Serializer>(
@@ -970,26 +950,6 @@ mod tests {
         assert_eq!(back.routes[0].strip_prefix, s.routes[0].strip_prefix);
         assert_eq!(back.defaults, s.defaults);
         assert_eq!(back.listen, s.listen);
-    }
-
-    #[test]
-    fn lists_route_roles_for_the_credentials_refreshers() {
-        let text = "[defaults]\nrole_arn = \"arn:aws:iam::111122223333:role/base\"\n\
-                    [[routes]]\nname = \"a\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\nrole_arn = \"arn:aws:iam::111122223333:role/a\"\n";
-        let roles = parse(text).unwrap().route_roles();
-        assert_eq!(
-            roles,
-            vec![
-                (
-                    "default".to_string(),
-                    "arn:aws:iam::111122223333:role/a".to_string()
-                ),
-                (
-                    "default".to_string(),
-                    "arn:aws:iam::111122223333:role/base".to_string()
-                ),
-            ]
-        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::{
 use crate::credentials::settings::validate_role_arn;
 use crate::credentials::SourceSettings;
 use crate::routing::endpoint::{is_aws_domain, is_region_name, parse_host, EndpointError};
+use crate::routing::segment_prefix;
 use crate::upstream::RoutePolicy;
 
 /// Largest accepted body cap: signed payloads are held in memory.
@@ -719,13 +720,6 @@ pub(crate) fn parse_upstream(text: &str) -> Result<UpstreamUrl, String> {
         authority,
         base_path,
     })
-}
-
-/// Whether `prefix` is `path` or a whole-segment prefix of it.
-pub(crate) fn segment_prefix(prefix: &str, path: &str) -> bool {
-    path == prefix
-        || (path.starts_with(prefix)
-            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
 }
 
 /// A route's matcher, for duplicate and shadow detection.

@@ -387,7 +387,7 @@ fn split_port(host: &str) -> (Option<&str>, Option<&str>) {
 }
 
 /// Whether `prefix` is `path` or a whole-segment prefix of it.
-fn segment_prefix(prefix: &str, path: &str) -> bool {
+pub(crate) fn segment_prefix(prefix: &str, path: &str) -> bool {
     path == prefix
         || (path.starts_with(prefix)
             && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
@@ -421,6 +421,32 @@ mod tests {
 
     fn table(toml: &str) -> RouteTable {
         RouteTable::new(&Settings::from_str(toml, ConfigFormat::Toml).unwrap())
+    }
+
+    #[test]
+    fn lists_credential_sources_and_route_roles_for_the_refreshers() {
+        let t = table(
+            "[defaults]\nrole_arn = \"arn:aws:iam::111122223333:role/base\"\n\
+             [[routes]]\nname = \"a\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\nrole_arn = \"arn:aws:iam::111122223333:role/a\"\n",
+        );
+        let pairs: Vec<(String, Option<String>)> = t
+            .credential_sources()
+            .into_iter()
+            .map(|(s, r)| (s.to_string(), r.map(|r| r.to_string())))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (
+                    "default".to_string(),
+                    Some("arn:aws:iam::111122223333:role/a".to_string())
+                ),
+                (
+                    "default".to_string(),
+                    Some("arn:aws:iam::111122223333:role/base".to_string())
+                ),
+            ]
+        );
     }
 
     const ROUTES: &str = r#"
