@@ -20,6 +20,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod error_chain;
 pub mod proxy;
 pub mod routing;
 pub mod server;

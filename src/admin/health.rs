@@ -189,7 +189,7 @@ async fn fetch(uri: http::Uri, url: &str) -> Result<String, HealthError> {
         .build_http::<Empty<Bytes>>();
     let response = client.get(uri).await.map_err(|e| HealthError::Request {
         url: url.to_owned(),
-        reason: error_chain(&e),
+        reason: crate::error_chain::error_chain(&e),
     })?;
     let status = response.status();
     // The body only adds detail (readiness reasons); a failure reading it does
@@ -217,17 +217,6 @@ async fn fetch(uri: http::Uri, url: &str) -> Result<String, HealthError> {
             },
         })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The URL probed without `--url`: [`HEALTH_PATH`] on the admin address the

@@ -85,7 +85,7 @@ pub(crate) async fn caller_identity(credentials: &Credentials) -> Result<CallerI
         .map_err(|e| {
             format!(
                 "request to {endpoint} failed: {}",
-                super::resolve::error_chain(&e)
+                crate::error_chain::error_chain(&e)
             )
         })?;
     let status = response.status();

@@ -25,6 +25,7 @@ use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentia
 
 use super::settings::{AssumeRoleSettings, SourceSettings};
 use super::CredentialsHandle;
+use crate::error_chain::error_chain;
 use crate::sigv4::Credentials;
 
 /// Session name used when none is configured.
@@ -327,19 +328,4 @@ impl ProvideCredentials for HandleProvider {
         };
         future::ProvideCredentials::ready(result)
     }
-}
-
-/// Renders an error and its sources on one line, innermost last.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = inner.source();
-    }
-    out
 }

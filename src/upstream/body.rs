@@ -150,9 +150,9 @@ impl Body for ResponseBody {
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    Poll::Ready(Some(Err(ForwardError::ResponseBody(describe_hyper(&e)))))
-                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ForwardError::ResponseBody(
+                    crate::error_chain::error_chain(&e),
+                )))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => match &mut this.idle {
                     None => Poll::Pending,
@@ -214,21 +214,6 @@ impl Body for ResponseBody {
             }
         }
     }
-}
-
-/// Describes a hyper error with its causes ("connection reset by peer"), never with
-/// header values.
-pub(crate) fn describe_hyper(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// Where the request body of all attempts of one request comes from.

@@ -19,11 +19,12 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tower::Service;
 
-use super::body::{describe_hyper, AttemptBody};
+use super::body::AttemptBody;
 use super::error::{ForwardError, TimeoutKind, UpstreamError};
 use super::settings::TlsSettings;
 use super::stack::Attempt;
 use super::{ResponseBody, UpstreamObserver};
+use crate::error_chain::error_chain;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 type HyperClient = Client<ConnectTimeout<HttpsConnector<HttpConnector>>, AttemptBody>;
@@ -282,7 +283,7 @@ fn classify_client_error(
         }
         source = cause.source();
     }
-    let reason = describe_hyper(error);
+    let reason = error_chain(error);
     if error.is_connect() {
         ForwardError::Unreachable(reason)
     } else {
