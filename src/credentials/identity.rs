@@ -1,6 +1,5 @@
 //! sts:GetCallerIdentity, signed by signet's own signer, for `signet check --identity`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,15 +63,8 @@ pub(crate) async fn caller_identity(credentials: &Credentials) -> Result<CallerI
     let (parts, ()) = request.into_parts();
     let request = http::Request::from_parts(parts, Full::new(Bytes::from_static(BODY.as_bytes())));
 
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS setup failed: {e}"))?
-    .with_root_certificates(rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    })
-    .with_no_client_auth();
+    let tls = crate::upstream::tls_config(&crate::upstream::TlsSettings::default())
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

@@ -72,7 +72,9 @@ impl Pool {
     }
 }
 
-fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, UpstreamError> {
+/// The rustls client configuration for `settings`: the `ring` provider, the
+/// webpki roots plus any extra CA bundle, or no verification when asked.
+pub(crate) fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, UpstreamError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

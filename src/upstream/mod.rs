@@ -49,6 +49,7 @@ mod stack;
 use std::sync::Arc;
 
 pub use body::ResponseBody;
+pub(crate) use client::tls_config;
 pub use error::{ForwardError, SignFailure, TimeoutKind, UpstreamError};
 pub use retry::{backoff_bound, classify_error_code, ErrorClass};
 pub use settings::{
