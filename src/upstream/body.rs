@@ -163,13 +163,14 @@ impl Body for ResponseBody {
                             .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
                         match sleep.as_mut().poll(cx) {
                             Poll::Ready(()) => {
-                                idle.observer
-                                    .timeout(&idle.route, TimeoutKind::Idle.as_str());
-                                this.inner = Inner::Empty;
-                                Poll::Ready(Some(Err(ForwardError::Timeout {
-                                    kind: TimeoutKind::Idle,
+                                let error = ForwardError::timed_out(
+                                    &*idle.observer,
+                                    &idle.route,
+                                    TimeoutKind::Idle,
                                     after,
-                                })))
+                                );
+                                this.inner = Inner::Empty;
+                                Poll::Ready(Some(Err(error)))
                             }
                             Poll::Pending => Poll::Pending,
                         }

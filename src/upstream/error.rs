@@ -102,6 +102,18 @@ fn timeout_message(kind: TimeoutKind, after: Duration) -> String {
 }
 
 impl ForwardError {
+    /// Counts a fired timeout of `kind` on `route` with `observer` and returns
+    /// the error that names it.
+    pub(crate) fn timed_out(
+        observer: &dyn super::UpstreamObserver,
+        route: &str,
+        kind: TimeoutKind,
+        after: Duration,
+    ) -> ForwardError {
+        observer.timeout(route, kind.as_str());
+        ForwardError::Timeout { kind, after }
+    }
+
     /// The HTTP status signet answers with.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -181,18 +181,8 @@ impl Verdict {
 fn judge_error(error: &ForwardError) -> Verdict {
     let (reason, timeout) = match error {
         ForwardError::Unreachable(_) | ForwardError::Connection(_) => ("connection", false),
-        ForwardError::Timeout {
-            kind: TimeoutKind::Connect,
-            ..
-        } => ("connect_timeout", true),
-        ForwardError::Timeout {
-            kind: TimeoutKind::FirstByte,
-            ..
-        } => ("first_byte_timeout", true),
-        ForwardError::Timeout {
-            kind: TimeoutKind::Idle,
-            ..
-        } => ("idle_timeout", true),
+        // The total deadline is final; every other timeout is worth a retry.
+        ForwardError::Timeout { kind, .. } if *kind != TimeoutKind::Total => (kind.as_str(), true),
         _ => return Verdict::final_(),
     };
     Verdict {
@@ -559,11 +549,12 @@ where
                     Ok(response) => tokio::time::timeout_at(deadline, classify_response(response))
                         .await
                         .unwrap_or_else(|_| {
-                            observer.timeout(&route, TimeoutKind::Total.as_str());
-                            Err(ForwardError::Timeout {
-                                kind: TimeoutKind::Total,
-                                after: policy.timeouts.total,
-                            })
+                            Err(ForwardError::timed_out(
+                                &*observer,
+                                &route,
+                                TimeoutKind::Total,
+                                policy.timeouts.total,
+                            ))
                         }),
                     Err(error) => Err(error),
                 };
@@ -650,11 +641,12 @@ async fn wait_for_send_token(
         };
         let Err(wait) = wait else { return Ok(()) };
         if Instant::now() + wait >= deadline {
-            observer.timeout(route, TimeoutKind::Total.as_str());
-            return Err(ForwardError::Timeout {
-                kind: TimeoutKind::Total,
-                after: policy.timeouts.total,
-            });
+            return Err(ForwardError::timed_out(
+                observer,
+                route,
+                TimeoutKind::Total,
+                policy.timeouts.total,
+            ));
         }
         tokio::time::sleep(wait).await;
     }

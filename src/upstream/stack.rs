@@ -106,13 +106,12 @@ where
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, future).await {
                 Ok(result) => result,
-                Err(_) => {
-                    observer.timeout(&route, TimeoutKind::Total.as_str());
-                    Err(ForwardError::Timeout {
-                        kind: TimeoutKind::Total,
-                        after: total,
-                    })
-                }
+                Err(_) => Err(ForwardError::timed_out(
+                    &*observer,
+                    &route,
+                    TimeoutKind::Total,
+                    total,
+                )),
             }
         })
     }
@@ -220,10 +219,12 @@ where
             tokio::select! {
                 biased;
                 result = future => result,
-                () = timer => {
-                    observer.timeout(&route, TimeoutKind::FirstByte.as_str());
-                    Err(ForwardError::Timeout { kind: TimeoutKind::FirstByte, after })
-                }
+                () = timer => Err(ForwardError::timed_out(
+                    &*observer,
+                    &route,
+                    TimeoutKind::FirstByte,
+                    after,
+                )),
             }
         })
     }
