@@ -358,13 +358,6 @@ impl SourceSettings {
         }
     }
 
-    /// A copy whose secrets print as `<redacted>`. [`Secret`] already redacts
-    /// itself, so this is the value unchanged; it exists so callers printing
-    /// settings can say so explicitly.
-    pub fn redacted(&self) -> Self {
-        self.clone()
-    }
-
     /// Checks the settings once at start. The message names the offending key
     /// relative to the source (`assume_role.session_name`, `refresh.backoff_cap_secs`).
     pub fn validate(&self) -> Result<(), String> {
@@ -565,7 +558,7 @@ mod tests {
         )
         .unwrap();
         let debug = format!("{s:?}");
-        let json = serde_json::to_string(&s.redacted()).unwrap();
+        let json = serde_json::to_string(&s).unwrap();
         for out in [&debug, &json] {
             assert!(!out.contains("wJalrXUtnFEMI"), "{out}");
             assert!(!out.contains("FQoGZXIv"), "{out}");

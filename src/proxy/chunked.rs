@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::sigv4::ChunkSigner;
+use crate::sigv4::{ChunkSigner, Signature};
 
 /// Where the attempt signer leaves the chunk-signature chain seeded by the
 /// request it just signed; the body takes it when its first byte is needed.
@@ -114,7 +114,7 @@ fn parse_chunk_header(line: &[u8]) -> Result<u64, ChunkedError> {
     let mut signed = false;
     for ext in parts {
         if let Some(sig) = ext.trim().strip_prefix("chunk-signature=") {
-            if sig.len() != 64 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if Signature::parse(sig).is_none() {
                 return Err(ChunkedError::Malformed(
                     "chunk-signature must be 64 hex digits",
                 ));
@@ -300,7 +300,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sigv4::{AmzDate, Signature, SigningKey};
+    use crate::sigv4::{AmzDate, SigningKey};
     use http_body_util::{BodyExt, StreamBody};
 
     fn signer() -> ChunkSigner {

@@ -64,15 +64,6 @@ impl std::fmt::Debug for ResponseBody {
 }
 
 impl ResponseBody {
-    /// An empty body.
-    pub fn empty() -> Self {
-        Self {
-            inner: Inner::Empty,
-            idle: None,
-            permit: None,
-        }
-    }
-
     /// A body of bytes already in memory.
     pub fn from_bytes(bytes: Bytes) -> Self {
         Self {
