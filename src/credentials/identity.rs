@@ -8,6 +8,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::sigv4::{AmzDate, Credentials, PayloadHash, Signer, SigningParams, SigningSettings};
+use crate::upstream::xml_element;
 
 /// The form body of the call.
 const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
@@ -101,15 +102,6 @@ pub(crate) async fn caller_identity(credentials: &Credentials) -> Result<CallerI
         }),
         _ => Err("STS answer has no Arn and Account".to_owned()),
     }
-}
-
-/// The text of the first `<tag>...</tag>` element in `xml`.
-pub(crate) fn xml_element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&close)?;
-    Some(xml[start..end].trim())
 }
 
 #[cfg(test)]

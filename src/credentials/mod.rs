@@ -137,7 +137,11 @@ impl CredentialsHandle {
     /// The state of this source for readiness and metrics.
     pub fn status(&self) -> SourceStatus {
         let snapshot = self.cell.load();
-        let valid = self.current().is_ok();
+        // Judged on the same snapshot the other fields describe.
+        let valid = snapshot.credentials.is_some()
+            && snapshot
+                .expires_at
+                .is_none_or(|expiry| SystemTime::now() < expiry);
         SourceStatus {
             name: self.cell.name.clone(),
             kind: self.cell.kind,

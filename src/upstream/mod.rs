@@ -51,6 +51,7 @@ use std::sync::Arc;
 pub use body::ResponseBody;
 pub(crate) use client::tls_config;
 pub use error::{ForwardError, SignFailure, TimeoutKind, UpstreamError};
+pub(crate) use retry::xml_element;
 pub use retry::{backoff_bound, classify_error_code, ErrorClass};
 pub use settings::{
     duration_serde, LimitSettings, RetryMode, RetrySettings, RoutePolicy, TimeoutSettings,

@@ -129,12 +129,19 @@ pub(crate) fn error_code(headers: &http::HeaderMap, body: Option<&[u8]>) -> Opti
     }
     if trimmed.starts_with(b"<") {
         let text = std::str::from_utf8(trimmed).ok()?;
-        let start = text.find("<Code>")? + "<Code>".len();
-        let end = text[start..].find("</Code>")? + start;
-        let code = text[start..end].trim();
+        let code = xml_element(text, "Code")?;
         return (!code.is_empty()).then(|| code.to_owned());
     }
     None
+}
+
+/// The text of the first `<tag>...</tag>` element in `xml`.
+pub(crate) fn xml_element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&close)?;
+    Some(xml[start..end].trim())
 }
 
 /// Parses Retry-After: delay seconds or an HTTP date.
