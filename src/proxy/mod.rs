@@ -45,7 +45,7 @@ use crate::credentials::{CredentialsError, CredentialsHandle, CredentialsSet, So
 use crate::routing::{RouteTable, Target};
 use crate::sigv4::{is_s3_family, Signer};
 use crate::telemetry::logging::{access_log, upstream_request_id, AccessRecord};
-use crate::telemetry::metrics::{CredentialGauge, Metrics};
+use crate::telemetry::metrics::{CredentialGauge, Metrics, RouteMetrics};
 use crate::upstream::{OutboundBody, OutboundRequest, Upstream};
 
 use body::{buffer_capped, StreamEnd, Tapped};
@@ -245,11 +245,12 @@ impl Proxy {
             Ok(t) => t,
             Err(e) => {
                 let err = ProxyError::from(e);
-                let record = Exchange::unrouted(&method, &client_uri, started);
-                return record.finish_error(&self, err);
+                let record = Exchange::unrouted(&self, &method, &client_uri, started);
+                return record.finish_error(err);
             }
         };
         let exchange = Exchange {
+            metrics: self.metrics.route(&target.route),
             route: target.route.clone(),
             service: target.service.clone(),
             region: target.region.clone(),
@@ -259,15 +260,15 @@ impl Proxy {
             bytes_in: Arc::new(AtomicU64::new(0)),
             attempts: Arc::new(AtomicU32::new(0)),
         };
-        let guard = InFlight::new(&self, &exchange.route);
+        let guard = InFlight::new(&self, &exchange.metrics);
         match self.forward(&state, &target, request, &exchange).await {
-            Ok(response) => exchange.stream_back(&self, response, guard),
+            Ok(response) => exchange.stream_back(response, guard),
             Err(e) => {
                 if e.is_signing_failure() {
                     self.metrics.signing_error(&exchange.route);
                 }
                 drop(guard);
-                exchange.finish_error(&self, e)
+                exchange.finish_error(e)
             }
         }
     }
@@ -383,6 +384,7 @@ impl Proxy {
             signer: Arc::new(signer),
             policy: policy.upstream.clone(),
             route: target.route.clone(),
+            upstream: target.upstream.clone(),
         };
         Ok(self.upstream.send(request).await?)
     }
@@ -425,10 +427,10 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn new(proxy: &Proxy, route: &str) -> Self {
+    fn new(proxy: &Proxy, metrics: &RouteMetrics) -> Self {
         proxy.in_flight.fetch_add(1, Ordering::Relaxed);
         Self {
-            _metrics: proxy.metrics.request_started(route),
+            _metrics: metrics.started(),
             counter: proxy.in_flight.clone(),
         }
     }
@@ -442,6 +444,7 @@ impl Drop for InFlight {
 
 /// What the access log and metrics need about one request.
 struct Exchange {
+    metrics: Arc<RouteMetrics>,
     route: Arc<str>,
     service: Arc<str>,
     region: Arc<str>,
@@ -453,8 +456,14 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn unrouted(method: &http::Method, uri: &http::Uri, started: Instant) -> Exchange {
+    fn unrouted(
+        proxy: &Proxy,
+        method: &http::Method,
+        uri: &http::Uri,
+        started: Instant,
+    ) -> Exchange {
         Exchange {
+            metrics: proxy.metrics.route("-"),
             route: Arc::from("-"),
             service: Arc::from("-"),
             region: Arc::from("-"),
@@ -466,12 +475,11 @@ impl Exchange {
         }
     }
 
-    fn record(&self, metrics: &Metrics, status: u16, bytes_out: u64, request_id: Option<&str>) {
+    fn record(&self, status: u16, bytes_out: u64, request_id: Option<&str>) {
         let elapsed = self.started.elapsed();
-        metrics.request_finished(&self.route, self.method.as_str(), status, elapsed);
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
-        metrics.body_bytes_in(&self.route, bytes_in);
-        metrics.body_bytes_out(&self.route, bytes_out);
+        self.metrics
+            .finished(self.method.as_str(), status, elapsed, bytes_in, bytes_out);
         access_log(&AccessRecord {
             route: &self.route,
             service: &self.service,
@@ -487,15 +495,14 @@ impl Exchange {
         });
     }
 
-    fn finish_error(self, proxy: &Proxy, err: ProxyError) -> Response {
+    fn finish_error(self, err: ProxyError) -> Response {
         let response = err.into_response();
-        self.record(&proxy.metrics, response.status().as_u16(), 0, None);
+        self.record(response.status().as_u16(), 0, None);
         response
     }
 
     fn stream_back(
         self,
-        proxy: &Proxy,
         response: http::Response<crate::upstream::ResponseBody>,
         guard: InFlight,
     ) -> Response {
@@ -503,9 +510,8 @@ impl Exchange {
         strip_response_headers(&mut parts.headers);
         let status = parts.status.as_u16();
         let request_id = upstream_request_id(&parts.headers).map(str::to_owned);
-        let metrics = proxy.metrics.clone();
         let tapped = Tapped::new(body, move |bytes_out, _end| {
-            self.record(&metrics, status, bytes_out, request_id.as_deref());
+            self.record(status, bytes_out, request_id.as_deref());
             drop(guard);
         });
         Response::from_parts(parts, Body::new(tapped))

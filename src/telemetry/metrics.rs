@@ -27,6 +27,7 @@
 //! assert_eq!(value, Some(1.0));
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -105,7 +106,7 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -222,6 +223,57 @@ pub struct Metrics {
     timeouts: Family<TimeoutLabels, Counter>,
     shed: Family<RouteLabels, Counter>,
     credentials: Arc<RwLock<Vec<CredentialGauge>>>,
+    /// Each route's handles into the per-route families, made on first use.
+    routes: RwLock<HashMap<Arc<str>, Arc<RouteMetrics>>>,
+}
+
+/// One route's series, looked up once: recording through these handles takes
+/// no label allocation and no family lookup (except the request counter,
+/// whose method and status vary).
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: String,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
+    in_flight: Gauge,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    attempts: Counter,
+}
+
+impl RouteMetrics {
+    /// Marks a request as started; the in-flight gauge drops again when the
+    /// returned guard is dropped.
+    pub fn started(&self) -> InFlightGuard {
+        self.in_flight.inc();
+        InFlightGuard {
+            gauge: self.in_flight.clone(),
+        }
+    }
+
+    /// Records a finished request: status, duration and body bytes both ways.
+    ///
+    /// Methods outside the standard set are counted as `OTHER`, so a client
+    /// inventing methods cannot grow the number of series without bound.
+    pub fn finished(
+        &self,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: self.route.clone(),
+                method: method_label(method),
+                status,
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+        self.bytes_in.inc_by(bytes_in);
+        self.bytes_out.inc_by(bytes_out);
+    }
 }
 
 impl fmt::Debug for Metrics {
@@ -338,7 +390,34 @@ impl Metrics {
             timeouts,
             shed,
             credentials,
+            routes: RwLock::default(),
         }
+    }
+
+    /// The handles of `route`'s series (made on the first call for a route).
+    pub fn route(&self, route: &str) -> Arc<RouteMetrics> {
+        let cached = match self.routes.read() {
+            Ok(routes) => routes.get(route).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(route).cloned(),
+        };
+        if let Some(found) = cached {
+            return found;
+        }
+        let labels = self::route(route);
+        let made = Arc::new(RouteMetrics {
+            route: route.to_owned(),
+            requests: self.requests.clone(),
+            duration: self.duration.get_or_create(&labels).clone(),
+            in_flight: self.in_flight.get_or_create(&labels).clone(),
+            bytes_in: self.bytes_in.get_or_create(&labels).clone(),
+            bytes_out: self.bytes_out.get_or_create(&labels).clone(),
+            attempts: self.attempts.get_or_create(&labels).clone(),
+        });
+        let mut routes = match self.routes.write() {
+            Ok(routes) => routes,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        routes.entry(Arc::from(route)).or_insert(made).clone()
     }
 
     /// Renders every metric in the text exposition format.
@@ -353,9 +432,7 @@ impl Metrics {
     /// Marks a request on `route` as started; the in-flight gauge drops again
     /// when the returned guard is dropped.
     pub fn request_started(&self, route: &str) -> InFlightGuard {
-        let gauge = self.in_flight.get_or_create(&self::route(route)).clone();
-        gauge.inc();
-        InFlightGuard { gauge }
+        self.route(route).started()
     }
 
     /// Records a finished request: its status and how long it took.
@@ -363,26 +440,17 @@ impl Metrics {
     /// Methods outside the standard set are counted as `OTHER`, so a client
     /// inventing methods cannot grow the number of series without bound.
     pub fn request_finished(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                method: method_label(method).to_owned(),
-                status,
-            })
-            .inc();
-        self.duration
-            .get_or_create(&self::route(route))
-            .observe(elapsed.as_secs_f64());
+        self.route(route).finished(method, status, elapsed, 0, 0);
     }
 
     /// Adds `n` request body bytes read from a client on `route`.
     pub fn body_bytes_in(&self, route: &str, n: u64) {
-        self.bytes_in.get_or_create(&self::route(route)).inc_by(n);
+        self.route(route).bytes_in.inc_by(n);
     }
 
     /// Adds `n` response body bytes written to a client on `route`.
     pub fn body_bytes_out(&self, route: &str, n: u64) {
-        self.bytes_out.get_or_create(&self::route(route)).inc_by(n);
+        self.route(route).bytes_out.inc_by(n);
     }
 
     /// Counts a request on `route` that could not be signed.
@@ -392,7 +460,7 @@ impl Metrics {
 
     /// Counts one upstream attempt (first try or retry) on `route`.
     pub fn upstream_attempt(&self, route: &str) {
-        self.attempts.get_or_create(&self::route(route)).inc();
+        self.route(route).attempts.inc();
     }
 
     /// Counts one upstream retry on `route` for `reason` (e.g. `throttled`,

@@ -1,6 +1,7 @@
 //! Telemetry: Prometheus metrics ([`metrics`]) and structured, redacted logs
 //! ([`logging`]).
 
+mod json;
 pub mod logging;
 pub mod metrics;
 

@@ -1,0 +1,304 @@
+//! The JSON log line format: one flat object per event.
+//!
+//! `{"timestamp":"2026-11-23T07:09:58.503612Z","level":"INFO","message":"request",
+//! "route":"s3",...,"target":"signet::access"}`: the timestamp (UTC, microseconds),
+//! the level, the event's fields in the order they were recorded (the message
+//! first), the target, and the current span's name and fields when there is one.
+//!
+//! Each line is written straight into the subscriber's line buffer: no
+//! intermediate map, no serializer, one pass of JSON escaping per string. The
+//! access log writes one such line per request, so this is on the request path.
+
+use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::sigv4::AmzDate;
+
+/// Formats events as single-line JSON objects (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonLines;
+
+impl<S> FormatEvent<S, JsonFields> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let metadata = event.metadata();
+        writer.write_str("{\"timestamp\":\"")?;
+        write_timestamp(&mut writer, SystemTime::now())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(metadata.level().as_str())?;
+        writer.write_char('"')?;
+        let mut fields = FieldWriter {
+            out: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str(",\"target\":")?;
+        write_string(&mut writer, metadata.target())?;
+        if let Some(span) = ctx.lookup_current() {
+            writer.write_str(",\"span\":{\"name\":")?;
+            write_string(&mut writer, span.name())?;
+            let extensions = span.extensions();
+            if let Some(formatted) = extensions.get::<FormattedFields<JsonFields>>() {
+                // JsonFields stores the span's fields as the inside of an object.
+                let inner = formatted
+                    .fields
+                    .trim()
+                    .trim_start_matches('{')
+                    .trim_end_matches('}');
+                if !inner.is_empty() {
+                    writer.write_char(',')?;
+                    writer.write_str(inner)?;
+                }
+            }
+            writer.write_char('}')?;
+        }
+        writer.write_str("}\n")
+    }
+}
+
+/// Writes each field as `,"name":value`.
+struct FieldWriter<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl FieldWriter<'_, '_> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        self.out.write_char(',')?;
+        write_string(self.out, field.name())?;
+        self.out.write_char(':')
+    }
+
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| value(self.out));
+        }
+    }
+}
+
+impl Visit for FieldWriter<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, |out| write_string(out, value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, |out| {
+            out.write_str(if value { "true" } else { "false" })
+        });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, |out| {
+            if value.is_finite() {
+                out.write_str(ryu::Buffer::new().format_finite(value))
+            } else {
+                out.write_str("null")
+            }
+        });
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, |out| {
+            out.write_char('"')?;
+            write!(Escaped(out), "{value}")?;
+            out.write_char('"')
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, |out| {
+            out.write_char('"')?;
+            write!(Escaped(out), "{value:?}")?;
+            out.write_char('"')
+        });
+    }
+}
+
+/// Writes `value` as a JSON string, quotes included.
+fn write_string(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
+    out.write_char('"')?;
+    Escaped(out).write_str(value)?;
+    out.write_char('"')
+}
+
+/// A writer that JSON-escapes what passes through it.
+struct Escaped<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let bytes = s.as_bytes();
+        // Most strings need no escaping; this check runs without branches per byte.
+        let plain = !bytes.iter().fold(false, |special, &b| {
+            special | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if plain {
+            return self.0.write_str(s);
+        }
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape: &str = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            // Runs between escapes are whole UTF-8 sequences: every byte escaped
+            // here is ASCII.
+            self.0.write_str(&s[start..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&s[start..])
+    }
+}
+
+/// RFC 3339 UTC with microseconds: `2026-11-23T07:09:58.503612Z`.
+fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    let Ok(since) = now.duration_since(UNIX_EPOCH) else {
+        return out.write_str("1970-01-01T00:00:00.000000Z");
+    };
+    let Ok(date) = AmzDate::from_system_time(now) else {
+        return out.write_str("9999-12-31T23:59:59.999999Z");
+    };
+    // AmzDate is `YYYYMMDDTHHMMSSZ`.
+    let d = date.as_str().as_bytes();
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    text[0..4].copy_from_slice(&d[0..4]);
+    text[5..7].copy_from_slice(&d[4..6]);
+    text[8..10].copy_from_slice(&d[6..8]);
+    text[11..13].copy_from_slice(&d[9..11]);
+    text[14..16].copy_from_slice(&d[11..13]);
+    text[17..19].copy_from_slice(&d[13..15]);
+    let mut micros = since.subsec_micros();
+    for slot in text[20..26].iter_mut().rev() {
+        *slot = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    // Only ASCII digits and separators were written.
+    out.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        let out = Capture::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn writes_one_flat_object_per_event_with_every_field_type() {
+        let err = std::io::Error::other("disk \"full\"");
+        let lines = capture(|| {
+            tracing::warn!(
+                target: "signet::test",
+                text = "a\"b\\c\nd\te\u{1}f é",
+                count = 7u64,
+                delta = -3i64,
+                ok = true,
+                ratio = 0.25f64,
+                nan = f64::NAN,
+                shown = %"x\ny",
+                debugged = ?vec![1, 2],
+                error = &err as &(dyn std::error::Error + 'static),
+                "hello {}", "world"
+            );
+        });
+        assert_eq!(lines.len(), 1);
+        let v = &lines[0];
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["message"], "hello world");
+        assert_eq!(v["target"], "signet::test");
+        assert_eq!(v["text"], "a\"b\\c\nd\te\u{1}f é");
+        assert_eq!(v["count"], 7);
+        assert_eq!(v["delta"], -3);
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["ratio"], 0.25);
+        assert!(v["nan"].is_null());
+        assert_eq!(v["shown"], "x\ny");
+        assert_eq!(v["debugged"], "[1, 2]");
+        assert_eq!(v["error"], "disk \"full\"");
+        assert!(v.get("span").is_none());
+    }
+
+    #[test]
+    fn names_the_current_span_and_its_fields() {
+        let lines = capture(|| {
+            let span = tracing::info_span!("reload", generation = 3u64, file = "a\"b");
+            let _entered = span.enter();
+            tracing::info!("inside");
+        });
+        let v = &lines[0];
+        assert_eq!(v["span"]["name"], "reload");
+        assert_eq!(v["span"]["generation"], 3);
+        assert_eq!(v["span"]["file"], "a\"b");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let mut s = String::new();
+        let t = UNIX_EPOCH + Duration::new(1_440_938_160, 503_612_999);
+        write_timestamp(&mut s, t).unwrap();
+        assert_eq!(s, "2015-08-30T12:36:00.503612Z");
+    }
+}
