@@ -22,8 +22,8 @@ use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use signet::sigv4;
 use signet::upstream::{
-    backoff_bound, AttemptSigner, ForwardError, OutboundBody, OutboundRequest, RetryMode,
-    RoutePolicy, SignFailure, TimeoutKind, TlsSettings, Upstream, UpstreamObserver,
+    backoff_bound, upstream_key, AttemptSigner, ForwardError, OutboundBody, OutboundRequest,
+    RetryMode, RoutePolicy, SignFailure, TimeoutKind, TlsSettings, Upstream, UpstreamObserver,
 };
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -509,6 +509,7 @@ fn request(
         parts.headers.insert("content-length", bytes.len().into());
     }
     OutboundRequest {
+        upstream: upstream_key(&parts.uri).into(),
         parts,
         body,
         signer,

@@ -10,8 +10,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use signet::upstream::{
-    AttemptSigner, ForwardError, NoopObserver, OutboundBody, OutboundRequest, RoutePolicy,
-    SignFailure, TlsSettings, Upstream,
+    upstream_key, AttemptSigner, ForwardError, NoopObserver, OutboundBody, OutboundRequest,
+    RoutePolicy, SignFailure, TlsSettings, Upstream,
 };
 use tokio::net::TcpListener;
 
@@ -111,6 +111,7 @@ fn get(uri: String) -> OutboundRequest {
     policy.retry.max_attempts = 1;
     let (parts, ()) = Request::get(uri).body(()).unwrap().into_parts();
     OutboundRequest {
+        upstream: upstream_key(&parts.uri).into(),
         parts,
         body: OutboundBody::Empty,
         signer: Arc::new(Stamp),

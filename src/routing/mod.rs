@@ -88,6 +88,9 @@ pub struct Target {
     pub scheme: http::uri::Scheme,
     /// `host[:port]` to connect to and to send as Host.
     pub authority: Authority,
+    /// `scheme://authority`: the key the upstream client keeps in-flight limits and
+    /// retry budgets by ([`crate::upstream::OutboundRequest::upstream`]).
+    pub upstream: Arc<str>,
     /// The host to sign instead of `authority` (aws-sigv4-proxy's `--sign-host`).
     pub sign_host: Option<Authority>,
     /// The path to send: the upstream's base path plus the request path after
@@ -141,6 +144,7 @@ struct CompiledRoute {
     strip_prefix: Option<String>,
     scheme: http::uri::Scheme,
     authority: Authority,
+    upstream: Arc<str>,
     base_path: String,
     sign_host: Option<Authority>,
     service: Arc<str>,
@@ -285,6 +289,7 @@ impl RouteTable {
                     route: format!("aws:{service}").into(),
                     host_routed: true,
                     scheme: http::uri::Scheme::HTTPS,
+                    upstream: format!("https://{authority}").into(),
                     authority,
                     sign_host: None,
                     path: if path.is_empty() {
@@ -327,6 +332,7 @@ impl CompiledRoute {
             host_routed: false,
             scheme: self.scheme.clone(),
             authority: self.authority.clone(),
+            upstream: self.upstream.clone(),
             sign_host: self.sign_host.clone(),
             path: forward,
             service: self.service.clone(),
@@ -352,6 +358,7 @@ fn compile(route: &RouteSettings) -> CompiledRoute {
         strip_prefix: route.strip_prefix.clone(),
         scheme: route.upstream.scheme.clone(),
         authority: route.upstream.authority.clone(),
+        upstream: format!("{}://{}", route.upstream.scheme, route.upstream.authority).into(),
         base_path: route.upstream.base_path.clone(),
         sign_host: route.sign_host.clone(),
         service: route.service.as_str().into(),

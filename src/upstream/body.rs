@@ -245,31 +245,25 @@ impl BodySource {
         }
     }
 
-    /// The body for the next attempt, and a receiver that turns true once the body has
-    /// been handed to the connection completely (when the first-byte timer starts).
-    pub(crate) fn attempt_body(&self) -> (AttemptBody, watch::Receiver<bool>) {
+    /// The body for the next attempt and, for a streamed body, a receiver that turns
+    /// true once it has been handed to the connection completely (when the first-byte
+    /// timer starts). Empty and buffered bodies go out with the head: `None`.
+    pub(crate) fn attempt_body(&self) -> (AttemptBody, Option<watch::Receiver<bool>>) {
         match self {
-            BodySource::Empty => {
-                let (_, rx) = watch::channel(true);
-                (
-                    AttemptBody {
-                        kind: AttemptKind::Empty,
-                        finished: None,
-                    },
-                    rx,
-                )
-            }
-            BodySource::Full(bytes) => {
-                let (_, rx) = watch::channel(true);
-                let kind = AttemptKind::Full(Some(bytes.clone()));
-                (
-                    AttemptBody {
-                        kind,
-                        finished: None,
-                    },
-                    rx,
-                )
-            }
+            BodySource::Empty => (
+                AttemptBody {
+                    kind: AttemptKind::Empty,
+                    finished: None,
+                },
+                None,
+            ),
+            BodySource::Full(bytes) => (
+                AttemptBody {
+                    kind: AttemptKind::Full(Some(bytes.clone())),
+                    finished: None,
+                },
+                None,
+            ),
             BodySource::Stream(slot) => {
                 let (tx, rx) = watch::channel(false);
                 let kind = AttemptKind::Stream {
@@ -282,7 +276,7 @@ impl BodySource {
                         kind,
                         finished: Some(tx),
                     },
-                    rx,
+                    Some(rx),
                 )
             }
         }
@@ -457,6 +451,7 @@ mod tests {
     async fn stream_attempt_signals_when_fully_handed_over() {
         let source = BodySource::new(super::super::OutboundBody::Streaming(streamed(&["ab"])));
         let (body, rx) = source.attempt_body();
+        let rx = rx.expect("a streamed body reports when it is handed over");
         assert!(!*rx.borrow());
         let _ = body.collect().await.unwrap();
         assert!(*rx.borrow());
@@ -469,7 +464,7 @@ mod tests {
         )));
         for _ in 0..3 {
             let (body, rx) = source.attempt_body();
-            assert!(*rx.borrow());
+            assert!(rx.is_none(), "a buffered body goes out with the head");
             assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"xyz");
             assert!(source.replayable());
         }

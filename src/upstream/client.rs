@@ -2,9 +2,9 @@
 //! CA bundle, HTTP/1.1 and h2 by ALPN, plain http for local upstreams, and a connector
 //! that enforces the route's connect timeout (TCP connect plus TLS handshake).
 
-use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,8 +21,7 @@ use tower::Service;
 
 use super::body::AttemptBody;
 use super::error::{ForwardError, TimeoutKind, UpstreamError};
-use super::settings::TlsSettings;
-use super::stack::Attempt;
+use super::settings::{TimeoutSettings, TlsSettings};
 use super::{ResponseBody, UpstreamObserver};
 use crate::error_chain::error_chain;
 
@@ -30,45 +29,120 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 type HyperClient = Client<ConnectTimeout<HttpsConnector<HttpConnector>>, AttemptBody>;
 
 /// Pooled clients, one per distinct connect timeout (connectors cannot see the
-/// request, so the timeout is a property of the client). Routes rarely differ, so
-/// this is usually a single pool.
+/// request, so the timeout is a property of the client) and per thread.
+///
+/// Per thread because the proxy serves on single-threaded runtimes: a connection's
+/// task runs on the runtime that opened it, so a request that checked out a
+/// connection opened by another thread would wake that thread for every exchange.
+/// Routes rarely differ in connect timeout, so this is usually one pool per proxy
+/// worker.
 pub(crate) struct Pool {
     tls: rustls::ClientConfig,
-    clients: Mutex<HashMap<Duration, HyperClient>>,
+    clients: RwLock<Vec<(Duration, usize, HyperClient)>>,
+}
+
+/// A small number naming the current thread, for [`Pool`].
+fn thread_slot() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|slot| *slot)
 }
 
 impl Pool {
     pub(crate) fn new(settings: &TlsSettings) -> Result<Self, UpstreamError> {
         Ok(Self {
             tls: tls_config(settings)?,
-            clients: Mutex::new(HashMap::new()),
+            clients: RwLock::new(Vec::new()),
         })
     }
 
-    fn client(&self, connect_timeout: Duration) -> HyperClient {
-        let build = || {
-            let mut http = HttpConnector::new();
-            http.enforce_http(false);
-            http.set_nodelay(true);
-            let https = HttpsConnectorBuilder::new()
-                .with_tls_config(self.tls.clone())
-                .https_or_http()
-                .enable_http1()
-                .enable_http2()
-                .wrap_connector(http);
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .build(ConnectTimeout {
-                    inner: https,
-                    after: connect_timeout,
-                })
-        };
-        match self.clients.lock() {
-            Ok(mut clients) => clients.entry(connect_timeout).or_insert_with(build).clone(),
-            // A poisoned map only means another thread panicked mid-insert; a fresh
-            // client still works (it just does not share that pool).
-            Err(_) => build(),
+    fn build(&self, connect_timeout: Duration) -> HyperClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(ConnectTimeout {
+                inner: https,
+                after: connect_timeout,
+            })
+    }
+
+    /// Starts sending one signed attempt on the pooled client for its connect
+    /// timeout. The future resolves with the response head, its body streaming
+    /// with the idle timeout. Fails at once if the URI is not absolute.
+    pub(crate) fn send(
+        &self,
+        mut parts: http::request::Parts,
+        body: AttemptBody,
+        timeouts: &TimeoutSettings,
+        observer: &Arc<dyn UpstreamObserver>,
+        route: &Arc<str>,
+    ) -> Result<
+        impl Future<Output = Result<http::Response<ResponseBody>, ForwardError>>,
+        ForwardError,
+    > {
+        if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
+            return Err(ForwardError::InvalidRequest(format!(
+                "upstream URI {} is not absolute",
+                parts.uri
+            )));
         }
+        // The pooled connection decides h1 or h2 (ALPN); the request must not pin one.
+        parts.version = http::Version::HTTP_11;
+        let request = http::Request::from_parts(parts, body);
+        let connect = timeouts.connect;
+        let slot = thread_slot();
+        let matches = |(timeout, thread, _): &&(Duration, usize, HyperClient)| {
+            *timeout == connect && *thread == slot
+        };
+        let pending = {
+            let read = self
+                .clients
+                .read()
+                .map(|clients| clients.iter().find(matches).map(|(_, _, c)| c.clone()));
+            match read {
+                Ok(Some(client)) => client,
+                _ => {
+                    let mut clients = self
+                        .clients
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    match clients.iter().find(matches) {
+                        Some((_, _, client)) => client.clone(),
+                        None => {
+                            let client = self.build(connect);
+                            clients.push((connect, slot, client.clone()));
+                            client
+                        }
+                    }
+                }
+            }
+        }
+        .request(request);
+        let (idle, observer, route) = (timeouts.idle, observer.clone(), route.clone());
+        Ok(async move {
+            match pending.await {
+                Ok(response) => Ok(response
+                    .map(|incoming| ResponseBody::streaming(incoming, idle, observer, route))),
+                Err(e) => {
+                    let error = classify_client_error(&e, connect);
+                    if let ForwardError::Timeout { kind, .. } = &error {
+                        observer.timeout(&route, kind.as_str());
+                    }
+                    Err(error)
+                }
+            }
+        })
     }
 }
 
@@ -204,65 +278,6 @@ where
             match tokio::time::timeout(after, connecting).await {
                 Ok(result) => result.map_err(Into::into),
                 Err(_) => Err(Box::new(ConnectTimedOut(after)) as BoxError),
-            }
-        })
-    }
-}
-
-/// The innermost service: sends one signed attempt on the pooled client.
-#[derive(Clone)]
-pub(crate) struct ClientService {
-    pool: Arc<Pool>,
-    observer: Arc<dyn UpstreamObserver>,
-}
-
-impl ClientService {
-    pub(crate) fn new(pool: Pool, observer: Arc<dyn UpstreamObserver>) -> Self {
-        Self {
-            pool: Arc::new(pool),
-            observer,
-        }
-    }
-}
-
-impl Service<Attempt> for ClientService {
-    type Response = http::Response<ResponseBody>;
-    type Error = ForwardError;
-    type Future = BoxFuture<'static, Result<Self::Response, ForwardError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ForwardError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, attempt: Attempt) -> Self::Future {
-        let observer = self.observer.clone();
-        let timeouts = attempt.policy.timeouts.clone();
-        let route = attempt.route.clone();
-        let client = self.pool.client(timeouts.connect);
-        Box::pin(async move {
-            let Attempt {
-                mut parts, body, ..
-            } = attempt;
-            if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
-                return Err(ForwardError::InvalidRequest(format!(
-                    "upstream URI {} is not absolute",
-                    parts.uri
-                )));
-            }
-            // The pooled connection decides h1 or h2 (ALPN); the request must not pin one.
-            parts.version = http::Version::HTTP_11;
-            let request = http::Request::from_parts(parts, body);
-            match client.request(request).await {
-                Ok(response) => Ok(response.map(|incoming| {
-                    ResponseBody::streaming(incoming, timeouts.idle, observer, route)
-                })),
-                Err(e) => {
-                    let error = classify_client_error(&e, timeouts.connect);
-                    if let ForwardError::Timeout { kind, .. } = &error {
-                        observer.timeout(&route, kind.as_str());
-                    }
-                    Err(error)
-                }
             }
         })
     }

@@ -25,14 +25,14 @@
 //!    throttling and transient error codes (from `x-amzn-ErrorType` or a small JSON/XML
 //!    error body, which is handed back to the client intact). Only replayable bodies are
 //!    retried: buffered ones always, streamed ones only if no byte went out.
-//! 3. **deadline**: the total deadline across attempts, up to the final response head.
-//! 4. **sign**: [`AttemptSigner::sign`] afresh for every attempt (new X-Amz-Date,
-//!    current credentials).
-//! 5. **first byte**: per attempt, from the request body having been handed over to
-//!    the response head.
-//! 6. **client**: the pooled hyper-util client (rustls with the `ring` provider, webpki
-//!    roots plus an optional CA bundle; h1 and h2 by ALPN; plain http too), whose
-//!    connector enforces the connect timeout.
+//! 3. **attempt**: one future per attempt that
+//!    - signs it with [`AttemptSigner::sign`] afresh (new X-Amz-Date, current
+//!      credentials); an attempt that cannot be signed is never sent;
+//!    - sends it on the pooled hyper-util client (rustls with the `ring` provider,
+//!      webpki roots plus an optional CA bundle; h1 and h2 by ALPN; plain http too),
+//!      whose connector enforces the connect timeout;
+//!    - waits for the response head at most the first-byte timeout after the request
+//!      body was handed over, and never past the total deadline across attempts.
 //!
 //! The response body enforces the idle timeout between frames.
 //!
@@ -57,6 +57,7 @@ pub use settings::{
     duration_serde, LimitSettings, RetryMode, RetrySettings, RoutePolicy, TimeoutSettings,
     TlsSettings,
 };
+pub use shed::upstream_key;
 
 /// Signs one attempt in place: sets `x-amz-date`, `authorization` (and the session
 /// token, content hash, ...) from the current credentials snapshot.
@@ -101,6 +102,9 @@ pub struct OutboundRequest {
     pub policy: Arc<RoutePolicy>,
     /// The route's name, for metrics and logs.
     pub route: Arc<str>,
+    /// The upstream's key, `scheme://authority` ([`upstream_key`] of the URI): the
+    /// in-flight limit and the retry budget are kept per upstream.
+    pub upstream: Arc<str>,
 }
 
 /// Receives the upstream path's counters. Every method has a no-op default.

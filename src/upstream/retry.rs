@@ -17,7 +17,6 @@ use tower::{Layer, Service, ServiceExt};
 use super::body::BodySource;
 use super::error::{ForwardError, TimeoutKind};
 use super::settings::{RetryMode, RetrySettings};
-use super::shed::upstream_key;
 use super::stack::Attempt;
 use super::{OutboundRequest, ResponseBody, UpstreamObserver};
 
@@ -442,9 +441,12 @@ struct RetryState {
 /// Layer that turns a request into attempts (see the module docs of `upstream`).
 #[derive(Clone)]
 pub(crate) struct RetryLayer {
-    states: Arc<Mutex<HashMap<String, Arc<RetryState>>>>,
+    states: Arc<Mutex<RetryStates>>,
     observer: Arc<dyn UpstreamObserver>,
 }
+
+/// Retry states by (route, upstream).
+type RetryStates = HashMap<(Arc<str>, Arc<str>), Arc<RetryState>>;
 
 impl RetryLayer {
     pub(crate) fn new(observer: Arc<dyn UpstreamObserver>) -> Self {
@@ -471,19 +473,24 @@ impl<S> Layer<S> for RetryLayer {
 #[derive(Clone)]
 pub(crate) struct Retry<S> {
     inner: S,
-    states: Arc<Mutex<HashMap<String, Arc<RetryState>>>>,
+    states: Arc<Mutex<RetryStates>>,
     observer: Arc<dyn UpstreamObserver>,
 }
 
 impl<S> Retry<S> {
-    fn state(&self, route: &str, uri: &http::Uri, settings: &RetrySettings) -> Arc<RetryState> {
+    fn state(
+        &self,
+        route: &Arc<str>,
+        upstream: &Arc<str>,
+        settings: &RetrySettings,
+    ) -> Arc<RetryState> {
         let make = || {
             Arc::new(RetryState {
                 budget: Mutex::new(RetryBudget::new(settings.budget_capacity)),
                 limiter: Mutex::new(AdaptiveLimiter::new()),
             })
         };
-        let key = format!("{route} {}", upstream_key(uri));
+        let key = (route.clone(), upstream.clone());
         match self.states.lock() {
             Ok(mut states) => states.entry(key).or_insert_with(make).clone(),
             Err(_) => make(),
@@ -524,8 +531,9 @@ where
             signer,
             policy,
             route,
+            upstream,
         } = request;
-        let state = self.state(&route, &parts.uri, &policy.retry);
+        let state = self.state(&route, &upstream, &policy.retry);
         let inner = self.inner.clone();
         let observer = self.observer.clone();
         Box::pin(async move {
@@ -552,6 +560,9 @@ where
                     deadline,
                 };
                 let outcome = match inner.clone().oneshot(attempt).await {
+                    Ok(response) if response.status().as_u16() < 400 => {
+                        Ok((response, Verdict::final_()))
+                    }
                     // Reading a small error body counts against the total deadline too.
                     Ok(response) => tokio::time::timeout_at(deadline, classify_response(response))
                         .await

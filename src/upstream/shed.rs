@@ -5,11 +5,12 @@
 //! so a request counts until its body has been streamed to the end (or dropped).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 
 use super::error::ForwardError;
@@ -35,7 +36,10 @@ impl InFlight {
     pub(crate) fn try_acquire(&self, upstream: &str, limit: usize) -> Option<InFlightPermit> {
         let counter = {
             let mut counters = self.counters.lock().ok()?;
-            counters.entry(upstream.to_owned()).or_default().clone()
+            match counters.get(upstream) {
+                Some(counter) => counter.clone(),
+                None => counters.entry(upstream.to_owned()).or_default().clone(),
+            }
         };
         counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -46,8 +50,14 @@ impl InFlight {
     }
 }
 
-/// The upstream key of a request: `scheme://authority` of its URI.
-pub(crate) fn upstream_key(uri: &http::Uri) -> String {
+/// The upstream key of a request (see [`OutboundRequest::upstream`]):
+/// `scheme://authority` of its URI.
+///
+/// ```
+/// let uri: http::Uri = "https://s3.us-east-1.amazonaws.com/bucket?list-type=2".parse().unwrap();
+/// assert_eq!(signet::upstream::upstream_key(&uri), "https://s3.us-east-1.amazonaws.com");
+/// ```
+pub fn upstream_key(uri: &http::Uri) -> String {
     format!(
         "{}://{}",
         uri.scheme_str().unwrap_or("http"),
@@ -94,11 +104,10 @@ pub(crate) struct Shed<S> {
 impl<S> Service<OutboundRequest> for Shed<S>
 where
     S: Service<OutboundRequest, Response = http::Response<ResponseBody>, Error = ForwardError>,
-    S::Future: Send + 'static,
 {
     type Response = http::Response<ResponseBody>;
     type Error = ForwardError;
-    type Future = BoxFuture<'static, Result<Self::Response, ForwardError>>;
+    type Future = ShedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ForwardError>> {
         self.inner.poll_ready(cx)
@@ -106,21 +115,57 @@ where
 
     fn call(&mut self, request: OutboundRequest) -> Self::Future {
         let limits = &request.policy.limits;
-        let key = upstream_key(&request.parts.uri);
-        let Some(permit) = self.in_flight.try_acquire(&key, limits.max_in_flight) else {
+        let Some(permit) = self
+            .in_flight
+            .try_acquire(&request.upstream, limits.max_in_flight)
+        else {
             self.observer.shed(&request.route);
-            tracing::debug!(route = %request.route, upstream = %key, limit = limits.max_in_flight, "shedding request: upstream at its in-flight limit");
-            let error = ForwardError::Shed {
-                in_flight: limits.max_in_flight,
-                retry_after: limits.shed_retry_after,
+            tracing::debug!(route = %request.route, upstream = %request.upstream, limit = limits.max_in_flight, "shedding request: upstream at its in-flight limit");
+            return ShedFuture::Shed {
+                error: Some(ForwardError::Shed {
+                    in_flight: limits.max_in_flight,
+                    retry_after: limits.shed_retry_after,
+                }),
             };
-            return Box::pin(async move { Err(error) });
         };
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            Ok(response.map(|body| body.with_permit(permit)))
-        })
+        ShedFuture::Admitted {
+            future: self.inner.call(request),
+            permit: Some(permit),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of [`Shed`]: the inner answer with the permit moved onto its body,
+    /// or the shedding error at once.
+    #[project = ShedProjection]
+    pub(crate) enum ShedFuture<F> {
+        /// Admitted: the permit travels with the response body.
+        Admitted { #[pin] future: F, permit: Option<InFlightPermit> },
+        /// Shed.
+        Shed { error: Option<ForwardError> },
+    }
+}
+
+impl<F> Future for ShedFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResponseBody>, ForwardError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ShedProjection::Admitted { future, permit } => {
+                let response = std::task::ready!(future.poll(cx))?;
+                Poll::Ready(Ok(match permit.take() {
+                    Some(permit) => response.map(|body| body.with_permit(permit)),
+                    None => response,
+                }))
+            }
+            ShedProjection::Shed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                ForwardError::InvalidRequest("polled after completion".into())
+            }))),
+        }
     }
 }
 
