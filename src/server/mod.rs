@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -27,6 +26,8 @@ use crate::config::{ServeArgs, Settings};
 use crate::proxy::{Proxy, ProxyState};
 use crate::telemetry::{self, metrics::Metrics};
 use crate::upstream::Upstream;
+
+mod workers;
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,9 @@ pub enum ServerError {
     /// Installing a signal handler failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// A proxy worker thread could not start.
+    #[error("cannot start a proxy worker thread: {0}")]
+    Worker(std::io::Error),
 }
 
 /// Runs `signet serve`: exit 0 after a clean drain, 2 on a bad configuration,
@@ -72,7 +76,12 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match crate::cli::build_runtime(tokio::runtime::Builder::new_multi_thread()) {
+    // The control plane (signals, reload, credential refreshers, the admin
+    // listener) needs little: one worker thread. The proxy has its own
+    // (`workers`).
+    let mut control = tokio::runtime::Builder::new_multi_thread();
+    control.worker_threads(1);
+    let runtime = match crate::cli::build_runtime(control) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
@@ -116,29 +125,15 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
         Arc::new(move || proxy.credential_gauges())
     });
 
-    let listener = bind(settings.listen).await?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listeners = workers::ProxyListeners::bind(settings.listen, workers)?;
     let admin_listener = bind(settings.admin.listen).await?;
-    let proxy_addr = local(&listener);
+    let proxy_addr = listeners.local_addr();
     let admin_addr = local(&admin_listener);
     readiness.set_config_loaded(true);
 
-    let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
-    let proxy_server = {
-        let app = crate::proxy::router(proxy.clone());
-        // Responses are written as they stream: never hold a small write back.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = drain_rx.wait_for(|d| *d).await;
-                })
-                .await
-        })
-    };
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let proxy_server = listeners.serve(proxy.clone(), drain_rx)?.finished();
     // The admin listener outlives the proxy's drain, so /readyz can report it.
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::watch::channel(false);
     let admin_server = {
