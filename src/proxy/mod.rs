@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, HOST};
@@ -288,8 +288,7 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
 
         let chunked = AwsChunked::detect(&parts.headers);
-        let signing_host = target.sign_host.as_ref().unwrap_or(&target.authority);
-        strip_request_headers(&mut parts.headers, signing_host, chunked.is_some());
+        strip_request_headers(&mut parts.headers, &target.host, chunked.is_some());
         if !policy.strip_headers.is_empty() {
             let names: Vec<http::HeaderName> = parts
                 .headers
@@ -516,11 +515,4 @@ impl Exchange {
         });
         Response::from_parts(parts, Body::new(tapped))
     }
-}
-
-/// The proxy's axum router: every path and method goes to [`Proxy::handle`].
-pub fn router(proxy: Arc<Proxy>) -> axum::Router {
-    axum::Router::new()
-        .fallback(|State(proxy): State<Arc<Proxy>>, request: Request| proxy.handle(request))
-        .with_state(proxy)
 }

@@ -93,6 +93,8 @@ pub struct Target {
     pub upstream: Arc<str>,
     /// The host to sign instead of `authority` (aws-sigv4-proxy's `--sign-host`).
     pub sign_host: Option<Authority>,
+    /// The `Host` header sent and signed: `sign_host` when set, else `authority`.
+    pub host: http::HeaderValue,
     /// The path to send: the upstream's base path plus the request path after
     /// `strip_prefix`; always starts with `/`. The query is not part of it.
     pub path: String,
@@ -147,6 +149,7 @@ struct CompiledRoute {
     upstream: Arc<str>,
     base_path: String,
     sign_host: Option<Authority>,
+    host_header: http::HeaderValue,
     service: Arc<str>,
     region: Arc<str>,
     policy: Arc<TargetPolicy>,
@@ -290,6 +293,7 @@ impl RouteTable {
                     host_routed: true,
                     scheme: http::uri::Scheme::HTTPS,
                     upstream: format!("https://{authority}").into(),
+                    host: host_header(&authority),
                     authority,
                     sign_host: None,
                     path: if path.is_empty() {
@@ -334,12 +338,21 @@ impl CompiledRoute {
             authority: self.authority.clone(),
             upstream: self.upstream.clone(),
             sign_host: self.sign_host.clone(),
+            host: self.host_header.clone(),
             path: forward,
             service: self.service.clone(),
             region: self.region.clone(),
             policy: self.policy.clone(),
         }
     }
+}
+
+/// The `Host` header value for `authority`.
+fn host_header(authority: &Authority) -> http::HeaderValue {
+    // An authority holds only characters a header value may hold, so the
+    // fallback is never taken.
+    http::HeaderValue::from_str(authority.as_str())
+        .unwrap_or_else(|_| http::HeaderValue::from_static("invalid-host"))
 }
 
 fn compile(route: &RouteSettings) -> CompiledRoute {
@@ -361,6 +374,12 @@ fn compile(route: &RouteSettings) -> CompiledRoute {
         upstream: format!("{}://{}", route.upstream.scheme, route.upstream.authority).into(),
         base_path: route.upstream.base_path.clone(),
         sign_host: route.sign_host.clone(),
+        host_header: host_header(
+            route
+                .sign_host
+                .as_ref()
+                .unwrap_or(&route.upstream.authority),
+        ),
         service: route.service.as_str().into(),
         region: route.region.as_str().into(),
         policy: Arc::new(TargetPolicy {

@@ -8,10 +8,16 @@
 //! served without waking another thread. The control plane (signals, reload,
 //! credential refreshers, the admin listener) runs on the main runtime.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
+use axum::body::Body;
+use http::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 
@@ -92,25 +98,99 @@ impl ProxyListeners {
 fn serve_one(
     socket: std::net::TcpListener,
     proxy: Arc<Proxy>,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         socket.set_nonblocking(true)?;
-        // Responses are written as they stream: never hold a small write back.
-        let listener = TcpListener::from_std(socket)?.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, crate::proxy::router(proxy))
-            .with_graceful_shutdown(async move {
-                let _ = drain.wait_for(|d| *d).await;
-            })
-            .await
+        let listener = TcpListener::from_std(socket)?;
+        serve_connections(listener, proxy, drain).await;
+        Ok(())
     })
+}
+
+/// Accepts connections until `drain` turns true, then lets every open
+/// connection finish its in-flight requests (idle ones close at once) and
+/// returns when the last one has closed.
+async fn serve_connections(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    mut drain: watch::Receiver<bool>,
+) {
+    // Every connection task holds a receiver; all gone = all connections closed.
+    let (closed_tx, closed_rx) = watch::channel(());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            _ = drain.wait_for(|d| *d) => break,
+        };
+        // Responses are written as they stream: never hold a small write back.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let proxy = proxy.clone();
+        let drain = drain.clone();
+        let closed = closed_rx.clone();
+        tokio::spawn(serve_connection(stream, proxy, drain, closed));
+    }
+    drop(closed_rx);
+    drop(listener);
+    closed_tx.closed().await;
+}
+
+/// Serves one client connection (HTTP/1.1, or h2c by its preface) until it
+/// closes; once `drain` turns true it finishes what is in flight and closes.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    proxy: Arc<Proxy>,
+    mut drain: watch::Receiver<bool>,
+    _closed: watch::Receiver<()>,
+) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request.map(Body::new)).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::trace!(error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = drain.wait_for(|d| *d), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Handles a failed `accept`: a connection that died while queued is
+/// skipped; anything else (out of file descriptors, ...) is logged and
+/// accepting pauses for a second instead of spinning.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %error, "accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }
 
 /// The running workers.

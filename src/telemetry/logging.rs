@@ -343,9 +343,14 @@ pub fn access_log(rec: &AccessRecord<'_>) {
 /// The AWS request id of an upstream response: `x-amzn-RequestId` (most JSON
 /// services), `x-amz-request-id` (S3) or `x-amzn-request-id`.
 pub fn upstream_request_id(headers: &http::HeaderMap) -> Option<&str> {
-    ["x-amzn-requestid", "x-amz-request-id", "x-amzn-request-id"]
+    const NAMES: [http::HeaderName; 3] = [
+        http::HeaderName::from_static("x-amzn-requestid"),
+        http::HeaderName::from_static("x-amz-request-id"),
+        http::HeaderName::from_static("x-amzn-request-id"),
+    ];
+    NAMES
         .iter()
-        .find_map(|name| headers.get(*name)?.to_str().ok())
+        .find_map(|name| headers.get(name)?.to_str().ok())
 }
 
 /// Query parameters whose values are secret (compared case-insensitively):
