@@ -34,23 +34,26 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        // Built in a local string (static dispatch for every small write), then
+        // handed to the subscriber's line buffer in one piece.
+        let mut line = String::with_capacity(384);
         let metadata = event.metadata();
-        writer.write_str("{\"timestamp\":\"")?;
-        write_timestamp(&mut writer, SystemTime::now())?;
-        writer.write_str("\",\"level\":\"")?;
-        writer.write_str(metadata.level().as_str())?;
-        writer.write_char('"')?;
+        line.push_str("{\"timestamp\":\"");
+        write_timestamp(&mut line, SystemTime::now())?;
+        line.push_str("\",\"level\":\"");
+        line.push_str(metadata.level().as_str());
+        line.push('"');
         let mut fields = FieldWriter {
-            out: &mut writer,
+            out: &mut line,
             result: Ok(()),
         };
         event.record(&mut fields);
         fields.result?;
-        writer.write_str(",\"target\":")?;
-        write_string(&mut writer, metadata.target())?;
+        line.push_str(",\"target\":");
+        write_string(&mut line, metadata.target())?;
         if let Some(span) = ctx.lookup_current() {
-            writer.write_str(",\"span\":{\"name\":")?;
-            write_string(&mut writer, span.name())?;
+            line.push_str(",\"span\":{\"name\":");
+            write_string(&mut line, span.name())?;
             let extensions = span.extensions();
             if let Some(formatted) = extensions.get::<FormattedFields<JsonFields>>() {
                 // JsonFields stores the span's fields as the inside of an object.
@@ -60,82 +63,87 @@ where
                     .trim_start_matches('{')
                     .trim_end_matches('}');
                 if !inner.is_empty() {
-                    writer.write_char(',')?;
-                    writer.write_str(inner)?;
+                    line.push(',');
+                    line.push_str(inner);
                 }
             }
-            writer.write_char('}')?;
+            line.push('}');
         }
-        writer.write_str("}\n")
+        line.push_str("}\n");
+        writer.write_str(&line)
     }
 }
 
 /// Writes each field as `,"name":value`.
-struct FieldWriter<'a, 'w> {
-    out: &'a mut Writer<'w>,
+struct FieldWriter<'a> {
+    out: &'a mut String,
     result: fmt::Result,
 }
 
-impl FieldWriter<'_, '_> {
-    fn key(&mut self, field: &Field) -> fmt::Result {
-        self.out.write_char(',')?;
-        write_string(self.out, field.name())?;
-        self.out.write_char(':')
-    }
-
-    fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+impl FieldWriter<'_> {
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_ok() {
-            self.result = self.key(field).and_then(|()| value(self.out));
+            self.out.push(',');
+            self.result = write_string(self.out, field.name()).and_then(|()| {
+                self.out.push(':');
+                value(self.out)
+            });
         }
     }
 }
 
-impl Visit for FieldWriter<'_, '_> {
+impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.put(field, |out| write_string(out, value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.put(field, |out| {
-            out.write_str(itoa::Buffer::new().format(value))
+            out.push_str(itoa::Buffer::new().format(value));
+            Ok(())
         });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.put(field, |out| {
-            out.write_str(itoa::Buffer::new().format(value))
+            out.push_str(itoa::Buffer::new().format(value));
+            Ok(())
         });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.put(field, |out| {
-            out.write_str(if value { "true" } else { "false" })
+            out.push_str(if value { "true" } else { "false" });
+            Ok(())
         });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.put(field, |out| {
             if value.is_finite() {
-                out.write_str(ryu::Buffer::new().format_finite(value))
+                out.push_str(ryu::Buffer::new().format_finite(value));
             } else {
-                out.write_str("null")
+                out.push_str("null");
             }
+            Ok(())
         });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.put(field, |out| {
-            out.write_char('"')?;
-            write!(Escaped(out), "{value}")?;
-            out.write_char('"')
+            out.push('"');
+            write!(Escaped(&mut *out), "{value}")?;
+            out.push('"');
+            Ok(())
         });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.put(field, |out| {
-            out.write_char('"')?;
-            write!(Escaped(out), "{value:?}")?;
-            out.write_char('"')
+            out.push('"');
+            write!(Escaped(&mut *out), "{value:?}")?;
+            out.push('"');
+            Ok(())
         });
     }
 }

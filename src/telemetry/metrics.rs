@@ -224,7 +224,7 @@ pub struct Metrics {
     shed: Family<RouteLabels, Counter>,
     credentials: Arc<RwLock<Vec<CredentialGauge>>>,
     /// Each route's handles into the per-route families, made on first use.
-    routes: RwLock<HashMap<Arc<str>, Arc<RouteMetrics>>>,
+    routes: RwLock<HashMap<Arc<str>, Arc<RouteMetrics>, foldhash::fast::RandomState>>,
 }
 
 /// One route's series, looked up once: recording through these handles takes
@@ -234,6 +234,8 @@ pub struct Metrics {
 pub struct RouteMetrics {
     route: String,
     requests: Family<RequestLabels, Counter>,
+    /// This route's request counters by (method, status), found without hashing.
+    by_status: RwLock<Vec<(&'static str, u16, Counter)>>,
     duration: Histogram,
     in_flight: Gauge,
     bytes_in: Counter,
@@ -263,13 +265,28 @@ impl RouteMetrics {
         bytes_in: u64,
         bytes_out: u64,
     ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: self.route.clone(),
-                method: method_label(method),
-                status,
-            })
-            .inc();
+        let method = method_label(method);
+        let known = |(m, s, _): &&(&str, u16, Counter)| *m == method && *s == status;
+        let counted = match self.by_status.read() {
+            Ok(counters) => counters.iter().find(known).map(|(_, _, c)| c.inc()),
+            Err(_) => None,
+        };
+        if counted.is_none() {
+            let counter = self
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: self.route.clone(),
+                    method,
+                    status,
+                })
+                .clone();
+            counter.inc();
+            if let Ok(mut counters) = self.by_status.write() {
+                if !counters.iter().any(|(m, s, _)| *m == method && *s == status) {
+                    counters.push((method, status, counter));
+                }
+            }
+        }
         self.duration.observe(elapsed.as_secs_f64());
         self.bytes_in.inc_by(bytes_in);
         self.bytes_out.inc_by(bytes_out);
@@ -407,6 +424,7 @@ impl Metrics {
         let made = Arc::new(RouteMetrics {
             route: route.to_owned(),
             requests: self.requests.clone(),
+            by_status: RwLock::default(),
             duration: self.duration.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             bytes_in: self.bytes_in.get_or_create(&labels).clone(),

@@ -446,7 +446,7 @@ pub(crate) struct RetryLayer {
 }
 
 /// Retry states by (route, upstream).
-type RetryStates = HashMap<(Arc<str>, Arc<str>), Arc<RetryState>>;
+type RetryStates = HashMap<(Arc<str>, Arc<str>), Arc<RetryState>, foldhash::fast::RandomState>;
 
 impl RetryLayer {
     pub(crate) fn new(observer: Arc<dyn UpstreamObserver>) -> Self {
@@ -492,7 +492,10 @@ impl<S> Retry<S> {
         };
         let key = (route.clone(), upstream.clone());
         match self.states.lock() {
-            Ok(mut states) => states.entry(key).or_insert_with(make).clone(),
+            Ok(mut states) => match states.get(&key) {
+                Some(state) => state.clone(),
+                None => states.entry(key).or_insert_with(make).clone(),
+            },
             Err(_) => make(),
         }
     }

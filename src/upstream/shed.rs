@@ -19,7 +19,7 @@ use super::{OutboundRequest, ResponseBody, UpstreamObserver};
 /// In-flight counters, one per upstream (`scheme://authority`).
 #[derive(Default)]
 pub(crate) struct InFlight {
-    counters: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    counters: Mutex<HashMap<String, Arc<AtomicUsize>, foldhash::fast::RandomState>>,
 }
 
 /// One request's place in its upstream's in-flight count; released on drop.
