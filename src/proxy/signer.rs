@@ -15,7 +15,6 @@ use crate::sigv4::{AmzDate, PayloadHash, SignedHeaders, Signer, SigningParams, S
 use crate::upstream::{AttemptSigner, SignFailure};
 
 use super::chunked::ChunkChain;
-use super::prepare::{CONTENT_SHA256, SIGNING_OWNED};
 
 /// The payload hash one request is signed with, owned across attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,13 +110,8 @@ impl AttemptSigner for RequestSigner {
             .current()
             .map_err(|e| SignFailure::CredentialsUnavailable(e.reason))?;
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        // A retry re-signs from scratch.
-        for name in SIGNING_OWNED {
-            parts.headers.remove(name);
-        }
-        if self.settings.content_sha256_header && self.chain.is_none() {
-            parts.headers.remove(CONTENT_SHA256);
-        }
+        // Every attempt is a fresh copy of the unsigned head (the client's
+        // signing headers were stripped in `prepare`); signing inserts its own.
         let time = AmzDate::now().map_err(|e| SignFailure::Signing(e.to_string()))?;
         let params = SigningParams {
             credentials: &credentials,

@@ -161,11 +161,8 @@ struct Escaped<'a, W: fmt::Write>(&'a mut W);
 impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
-        // Most strings need no escaping; this check runs without branches per byte.
-        let plain = !bytes.iter().fold(false, |special, &b| {
-            special | (b < 0x20) | (b == b'"') | (b == b'\\')
-        });
-        if plain {
+        // Most strings need no escaping.
+        if !needs_escape(bytes) {
             return self.0.write_str(s);
         }
         let mut start = 0;
@@ -191,6 +188,28 @@ impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
         }
         self.0.write_str(&s[start..])
     }
+}
+
+/// Whether `bytes` holds a `"`, a `\\` or a control character, checked eight
+/// bytes at a time.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit set in every byte of `v` that is below `n` (n <= 128).
+    let below = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        if below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// RFC 3339 UTC with microseconds: `2026-11-23T07:09:58.503612Z`.
@@ -300,6 +319,27 @@ mod tests {
         assert_eq!(v["span"]["name"], "reload");
         assert_eq!(v["span"]["generation"], 3);
         assert_eq!(v["span"]["file"], "a\"b");
+    }
+
+    #[test]
+    fn finds_every_byte_that_needs_escaping_at_any_position() {
+        for len in 0..20 {
+            let plain = "a".repeat(len);
+            assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
+            for at in 0..len {
+                for special in [b'"', b'\\', b'\n', 0u8, 0x1f] {
+                    let mut bytes = plain.clone().into_bytes();
+                    bytes[at] = special;
+                    assert!(needs_escape(&bytes), "{bytes:?}");
+                }
+                // Neighbours of the special bytes are plain.
+                for other in [b' ', b'!', b'#', b'[', b']', 0x7f, 0xc3, 0xff] {
+                    let mut bytes = plain.clone().into_bytes();
+                    bytes[at] = other;
+                    assert!(!needs_escape(&bytes), "{bytes:?}");
+                }
+            }
+        }
     }
 
     #[test]
