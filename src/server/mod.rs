@@ -125,15 +125,18 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
         Arc::new(move || proxy.credential_gauges())
     });
 
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let listeners = workers::ProxyListeners::bind(settings.listen, workers)?;
+    let listener = bind(settings.listen).await?;
     let admin_listener = bind(settings.admin.listen).await?;
-    let proxy_addr = listeners.local_addr();
+    let proxy_addr = local(&listener);
     let admin_addr = local(&admin_listener);
     readiness.set_config_loaded(true);
 
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let proxy_server = listeners.serve(proxy.clone(), drain_rx)?.finished();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let proxy_server = tokio::spawn(
+        workers::Workers::start(workers, proxy.clone(), drain_rx.clone())?
+            .serve(listener, drain_rx),
+    );
     // The admin listener outlives the proxy's drain, so /readyz can report it.
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::watch::channel(false);
     let admin_server = {

@@ -1,15 +1,15 @@
-//! The proxy listener's worker threads.
+//! The proxy listener and its worker threads.
 //!
-//! Each worker is one OS thread running a single-threaded tokio runtime with its
-//! own listening socket on the proxy address (`SO_REUSEPORT`: the kernel spreads
-//! new connections over the workers). A connection, its request tasks and the
-//! upstream connections those requests check out all live on the worker that
-//! accepted it (the upstream client keeps one pool per thread), so a request is
-//! served without waking another thread. The control plane (signals, reload,
-//! credential refreshers, the admin listener) runs on the main runtime.
+//! Each worker is one OS thread running a single-threaded tokio runtime. The
+//! listener's accept loop (on the control runtime) hands every new connection to
+//! the worker serving the fewest open connections, so a few long-lived keep-alive
+//! connections (a sidecar's usual client) still spread over the workers. From
+//! then on the connection, its requests and the upstream connections those
+//! requests check out all live on that worker (the upstream client keeps one
+//! pool per thread): serving a request wakes no other thread.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,85 +18,114 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{oneshot, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::ServerError;
 use crate::proxy::Proxy;
 
-/// Backlog of each worker's listening socket.
-const BACKLOG: u32 = 1024;
-
-/// The proxy's listening sockets, bound but not yet served.
-pub(crate) struct ProxyListeners {
-    sockets: Vec<std::net::TcpListener>,
-    addr: SocketAddr,
+/// The proxy's worker threads, each waiting for connections.
+pub(crate) struct Workers {
+    workers: Vec<Worker>,
+    done: Vec<oneshot::Receiver<()>>,
 }
 
-impl ProxyListeners {
-    /// Binds `count` sockets (at least one) to `addr`; a port of 0 picks one
-    /// free port that all of them share.
-    pub(crate) fn bind(addr: SocketAddr, count: usize) -> Result<Self, ServerError> {
-        let fail = |source| ServerError::Bind {
-            addr: addr.to_string(),
-            source,
-        };
-        let mut sockets = Vec::with_capacity(count.max(1));
-        let mut bound = addr;
-        for _ in 0..count.max(1) {
-            let socket = match bound {
-                SocketAddr::V4(_) => TcpSocket::new_v4(),
-                SocketAddr::V6(_) => TcpSocket::new_v6(),
-            }
-            .map_err(fail)?;
-            socket.set_reuseaddr(true).map_err(fail)?;
-            socket.set_reuseport(true).map_err(fail)?;
-            socket.bind(bound).map_err(fail)?;
-            let listener = socket.listen(BACKLOG).map_err(fail)?;
-            bound = listener.local_addr().map_err(fail)?;
-            sockets.push(listener.into_std().map_err(fail)?);
-        }
-        Ok(Self {
-            sockets,
-            addr: bound,
-        })
-    }
+/// The acceptor's handle on one worker.
+struct Worker {
+    connections: mpsc::UnboundedSender<std::net::TcpStream>,
+    /// Connections the worker is serving now.
+    open: Arc<AtomicUsize>,
+}
 
-    /// The address the sockets are bound to (the real port when 0 was asked).
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Starts one worker thread per socket, serving `proxy` until `drain` turns
-    /// true and every connection has finished.
-    pub(crate) fn serve(
-        self,
+impl Workers {
+    /// Starts `count` worker threads (at least one) serving `proxy`. They stop
+    /// once `drain` turns true and every connection they serve has closed.
+    pub(crate) fn start(
+        count: usize,
         proxy: Arc<Proxy>,
         drain: watch::Receiver<bool>,
-    ) -> Result<Workers, ServerError> {
-        let mut done = Vec::with_capacity(self.sockets.len());
-        for (index, socket) in self.sockets.into_iter().enumerate() {
+    ) -> Result<Self, ServerError> {
+        let mut workers = Vec::with_capacity(count.max(1));
+        let mut done = Vec::with_capacity(count.max(1));
+        for index in 0..count.max(1) {
+            let (connections, incoming) = mpsc::unbounded_channel();
+            let open = Arc::new(AtomicUsize::new(0));
             let (finished_tx, finished_rx) = oneshot::channel();
-            let proxy = proxy.clone();
-            let drain = drain.clone();
+            let (proxy, drain, counter) = (proxy.clone(), drain.clone(), open.clone());
             std::thread::Builder::new()
                 .name(format!("signet-proxy-{index}"))
                 .spawn(move || {
-                    if let Err(e) = serve_one(socket, proxy, drain) {
+                    if let Err(e) = run_worker(incoming, counter, proxy, drain) {
                         tracing::error!(worker = index, error = %e, "proxy worker stopped");
                     }
                     let _ = finished_tx.send(());
                 })
                 .map_err(ServerError::Worker)?;
+            workers.push(Worker { connections, open });
             done.push(finished_rx);
         }
-        Ok(Workers { done })
+        Ok(Self { workers, done })
+    }
+
+    /// Accepts connections on `listener` and hands each to the least busy
+    /// worker until `drain` turns true; then waits until every worker has
+    /// finished its connections.
+    pub(crate) async fn serve(self, listener: TcpListener, mut drain: watch::Receiver<bool>) {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        accept_failed(e).await;
+                        continue;
+                    }
+                },
+                () = drained(&mut drain) => break,
+            };
+            self.hand_over(stream);
+        }
+        drop(listener);
+        let Workers { workers, done } = self;
+        // Closing the channels tells idle workers no more connections come.
+        drop(workers);
+        for worker in done {
+            let _ = worker.await;
+        }
+    }
+
+    fn hand_over(&self, stream: TcpStream) {
+        // Responses are written as they stream: never hold a small write back.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping an accepted connection that cannot be handed to a worker");
+                return;
+            }
+        };
+        let Some(worker) = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.open.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        // Counted here, so the next pick already sees it.
+        worker.open.fetch_add(1, Ordering::Relaxed);
+        if worker.connections.send(stream).is_err() {
+            worker.open.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("a proxy worker is gone; dropping the connection");
+        }
     }
 }
 
-/// Runs one worker: a single-threaded runtime serving `socket`.
-fn serve_one(
-    socket: std::net::TcpListener,
+/// Runs one worker: a single-threaded runtime serving the connections it is
+/// handed until the acceptor stops, then until those connections close.
+fn run_worker(
+    mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    open: Arc<AtomicUsize>,
     proxy: Arc<Proxy>,
     drain: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -104,52 +133,43 @@ fn serve_one(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        socket.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(socket)?;
-        serve_connections(listener, proxy, drain).await;
+        // Every connection task holds a receiver; all gone = all connections closed.
+        let (closed_tx, closed_rx) = watch::channel(());
+        while let Some(stream) = incoming.recv().await {
+            let open = OpenConnection(open.clone());
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot serve a handed-over connection");
+                    continue;
+                }
+            };
+            let task = serve_connection(stream, proxy.clone(), drain.clone(), closed_rx.clone());
+            tokio::spawn(async move {
+                task.await;
+                drop(open);
+            });
+        }
+        drop(closed_rx);
+        closed_tx.closed().await;
         Ok(())
     })
 }
 
-/// Accepts connections until `drain` turns true, then lets every open
-/// connection finish its in-flight requests (idle ones close at once) and
-/// returns when the last one has closed.
-async fn serve_connections(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    mut drain: watch::Receiver<bool>,
-) {
-    // Every connection task holds a receiver; all gone = all connections closed.
-    let (closed_tx, closed_rx) = watch::channel(());
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    accept_failed(e).await;
-                    continue;
-                }
-            },
-            _ = drain.wait_for(|d| *d) => break,
-        };
-        // Responses are written as they stream: never hold a small write back.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        let proxy = proxy.clone();
-        let drain = drain.clone();
-        let closed = closed_rx.clone();
-        tokio::spawn(serve_connection(stream, proxy, drain, closed));
+/// One connection in a worker's open count; leaves it when dropped.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
-    drop(closed_rx);
-    drop(listener);
-    closed_tx.closed().await;
 }
 
 /// Serves one client connection (HTTP/1.1, or h2c by its preface) until it
-/// closes; once `drain` turns true it finishes what is in flight and closes.
+/// closes; once `drain` turns true it finishes what is in flight and closes
+/// (an idle connection closes at once).
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     proxy: Arc<Proxy>,
     mut drain: watch::Receiver<bool>,
     _closed: watch::Receiver<()>,
@@ -170,12 +190,17 @@ async fn serve_connection(
                 }
                 return;
             }
-            _ = drain.wait_for(|d| *d), if !draining => {
+            () = drained(&mut drain), if !draining => {
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
         }
     }
+}
+
+/// Resolves once `drain` turns true (or its sender is gone).
+async fn drained(drain: &mut watch::Receiver<bool>) {
+    let _ = drain.wait_for(|d| *d).await;
 }
 
 /// Handles a failed `accept`: a connection that died while queued is
@@ -193,16 +218,75 @@ async fn accept_failed(error: std::io::Error) {
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }
 
-/// The running workers.
-pub(crate) struct Workers {
-    done: Vec<oneshot::Receiver<()>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Workers {
-    /// Resolves when every worker has drained and stopped.
-    pub(crate) async fn finished(self) {
-        for worker in self.done {
-            let _ = worker.await;
+    /// Starts `count` workers behind a fresh listener and returns its address.
+    async fn serve(count: usize) -> (std::net::SocketAddr, Vec<Arc<AtomicUsize>>) {
+        let settings = crate::config::Settings::from_str(
+            r#"
+            [credentials.default]
+            kind = "static"
+            access_key_id = "AKIAIOSFODNN7EXAMPLE"
+            secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+            "#,
+            crate::config::ConfigFormat::Toml,
+        )
+        .unwrap();
+        let state = crate::proxy::ProxyState::build(&settings, None)
+            .await
+            .unwrap();
+        let metrics = Arc::new(crate::telemetry::Metrics::new());
+        let upstream = crate::upstream::Upstream::new(&settings.tls, metrics.clone()).unwrap();
+        let proxy = Arc::new(Proxy::new(state, upstream, metrics));
+        let (_drain_tx, drain) = watch::channel(false);
+        let workers = Workers::start(count, proxy, drain.clone()).unwrap();
+        let counters = workers.workers.iter().map(|w| w.open.clone()).collect();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _keep = _drain_tx;
+            workers.serve(listener, drain).await;
+        });
+        (addr, counters)
+    }
+
+    async fn until(mut check: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        panic!("condition not reached in 2 s");
+    }
+
+    #[tokio::test]
+    async fn spreads_connections_evenly_and_forgets_closed_ones() {
+        let (addr, open) = serve(3).await;
+        let mut clients = Vec::new();
+        for _ in 0..6 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let counts = || {
+            open.iter()
+                .map(|o| o.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        };
+        until(|| counts().iter().sum::<usize>() == 6).await;
+        assert_eq!(counts(), vec![2, 2, 2]);
+        clients.truncate(3);
+        until(|| counts().iter().sum::<usize>() == 3).await;
+        // New connections go to the workers with the fewest.
+        let before = counts();
+        let extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        until(|| counts().iter().sum::<usize>() == 4).await;
+        let least = before.iter().min().copied().unwrap();
+        let after = counts();
+        let grown: Vec<usize> = (0..3).filter(|&i| after[i] > before[i]).collect();
+        assert_eq!(grown.len(), 1);
+        assert_eq!(before[grown[0]], least);
+        drop(extra);
     }
 }

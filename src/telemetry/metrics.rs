@@ -282,7 +282,10 @@ impl RouteMetrics {
                 .clone();
             counter.inc();
             if let Ok(mut counters) = self.by_status.write() {
-                if !counters.iter().any(|(m, s, _)| *m == method && *s == status) {
+                if !counters
+                    .iter()
+                    .any(|(m, s, _)| *m == method && *s == status)
+                {
                     counters.push((method, status, counter));
                 }
             }
