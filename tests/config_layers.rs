@@ -126,6 +126,27 @@ fn flags_override_environment_and_file() {
 }
 
 #[test]
+fn worker_count_comes_from_file_environment_or_flag_and_zero_means_one_per_cpu() {
+    let s = load(&[], &[]).unwrap();
+    assert_eq!(s.workers, 0);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(s.worker_threads(), cpus);
+    let f = file("workers = 3\n", ".toml");
+    let path = f.path().to_str().unwrap();
+    assert_eq!(load(&["--config", path], &[]).unwrap().worker_threads(), 3);
+    let s = load(&["--config", path], &[("SIGNET_WORKERS", "5")]).unwrap();
+    assert_eq!(s.worker_threads(), 5);
+    let s = load(
+        &["--config", path, "--workers", "2"],
+        &[("SIGNET_WORKERS", "5")],
+    )
+    .unwrap();
+    assert_eq!(s.worker_threads(), 2);
+    let e = load(&["--workers", "2000"], &[]).unwrap_err().to_string();
+    assert_eq!(e, "workers: must be at most 1024 (0: one per CPU)");
+}
+
+#[test]
 fn unknown_or_bad_environment_keys_name_the_key() {
     let e = load(&[], &[("SIGNET_LISTN", "127.0.0.1:1")])
         .unwrap_err()

@@ -21,6 +21,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
+    /// Proxy worker threads (default 0: one per CPU the process may use).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
     /// Address of the admin listener: /healthz, /readyz, /metrics (default 127.0.0.1:9090).
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,

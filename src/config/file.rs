@@ -18,6 +18,7 @@ const ENV_LIST_KEYS: &[&str] = &["defaults.sign_headers.exclude", "defaults.stri
 #[serde(deny_unknown_fields, default)]
 pub(super) struct FileSettings {
     pub listen: String,
+    pub workers: usize,
     pub admin: AdminFile,
     pub log: LogFile,
     pub shutdown: ShutdownFile,
@@ -31,6 +32,7 @@ impl Default for FileSettings {
     fn default() -> Self {
         Self {
             listen: defaults::LISTEN.into(),
+            workers: 0,
             admin: AdminFile::default(),
             log: LogFile::default(),
             shutdown: ShutdownFile::default(),
@@ -344,6 +346,9 @@ pub(super) fn apply_flags(
                 None => port.to_string(),
             };
         }
+    }
+    if let Some(workers) = args.workers {
+        raw.workers = workers;
     }
     if let Some(admin) = &args.admin_listen {
         raw.admin.listen = admin.clone();

@@ -48,6 +48,9 @@ use units::bytes_serde;
 pub struct Settings {
     /// Where the proxy listens.
     pub listen: SocketAddr,
+    /// Proxy worker threads (each a single-threaded runtime); 0: one per CPU
+    /// the process may use ([`Settings::worker_threads`]).
+    pub workers: usize,
     /// The admin listener.
     pub admin: AdminSettings,
     /// Logging.
@@ -506,6 +509,15 @@ impl ConfigError {
 }
 
 impl Settings {
+    /// The number of proxy worker threads to run: `workers`, or when it is 0,
+    /// the CPUs this process may use (cgroup quotas included).
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Loads from the `--config` file (or the embedded default), the process's
     /// `SIGNET_*` environment variables and the flags, then validates.
     pub fn load(args: &ServeArgs) -> Result<Settings, ConfigError> {
@@ -808,6 +820,10 @@ mod tests {
             (
                 "listen = \"localhost\"\n",
                 "listen: 'localhost' is not an address such as 127.0.0.1:8080",
+            ),
+            (
+                "workers = 5000\n",
+                "workers: must be at most 1024 (0: one per CPU)",
             ),
             (
                 "[shutdown]\ndrain_timeout = \"20\"\n",

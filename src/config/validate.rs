@@ -23,6 +23,8 @@ const MAX_BODY_CAP: u64 = 1 << 30;
 
 /// Longest accepted drain timeout.
 const MAX_DRAIN: Duration = Duration::from_secs(3600);
+/// The most proxy worker threads a configuration may ask for.
+const MAX_WORKERS: usize = 1024;
 
 /// Headers signing or the connection owns; custom headers may not set them.
 const RESERVED_CUSTOM: &[&str] = &[
@@ -74,6 +76,12 @@ pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
         problems.add(
             "log.level",
             format!("'{}' is not a log level or filter: {e}", raw.log.level),
+        );
+    }
+    if raw.workers > MAX_WORKERS {
+        problems.add(
+            "workers",
+            format!("must be at most {MAX_WORKERS} (0: one per CPU)"),
         );
     }
     if raw.shutdown.drain_timeout > MAX_DRAIN {
@@ -224,6 +232,7 @@ pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
     };
     Ok(Settings {
         listen,
+        workers: raw.workers,
         admin: AdminSettings {
             listen: admin_listen,
         },

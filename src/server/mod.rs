@@ -132,9 +132,8 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
     readiness.set_config_loaded(true);
 
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let proxy_server = tokio::spawn(
-        workers::Workers::start(workers, proxy.clone(), drain_rx.clone())?
+        workers::Workers::start(settings.worker_threads(), proxy.clone(), drain_rx.clone())?
             .serve(listener, drain_rx),
     );
     // The admin listener outlives the proxy's drain, so /readyz can report it.
