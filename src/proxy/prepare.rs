@@ -41,9 +41,16 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Removes hop-by-hop headers: `Connection` and every header it names,
 /// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most requests carry none: one pass over the names, no lookups.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
+    // Most requests carry none, and most responses only `Connection:
+    // keep-alive`: one pass over the names decides.
+    let mut found = headers.keys().filter(|k| is_hop_by_hop(k));
+    match (found.next(), found.next()) {
+        (None, _) => return,
+        (Some(only), None) if *only == header::CONNECTION && names_no_header(headers) => {
+            headers.remove(header::CONNECTION);
+            return;
+        }
+        _ => {}
     }
     let mut doomed: Vec<HeaderName> = headers
         .keys()
@@ -68,6 +75,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in doomed {
         headers.remove(name);
     }
+}
+
+/// Whether every `Connection` token is `keep-alive` or `close` (options that
+/// name no other header to remove).
+fn names_no_header(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().all(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',').map(str::trim).all(|token| {
+                token.is_empty()
+                    || token.eq_ignore_ascii_case("keep-alive")
+                    || token.eq_ignore_ascii_case("close")
+            })
+        })
+    })
 }
 
 /// Prepares the headers of a request bound upstream: drops hop-by-hop headers
@@ -161,6 +182,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["content-type"]);
+    }
+
+    #[test]
+    fn a_lone_connection_header_goes_and_takes_the_headers_it_names() {
+        let mut h = map(&[("connection", "Keep-Alive"), ("content-type", "text/plain")]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["content-type"]);
+
+        let mut h = map(&[
+            ("connection", "close, x-session"),
+            ("x-session", "1"),
+            ("etag", "\"abc\""),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["etag"]);
+
+        let mut h = map(&[("etag", "\"abc\"")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

@@ -217,18 +217,32 @@ fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     let Ok(since) = now.duration_since(UNIX_EPOCH) else {
         return out.write_str("1970-01-01T00:00:00.000000Z");
     };
-    let Ok(date) = AmzDate::from_system_time(now) else {
-        return out.write_str("9999-12-31T23:59:59.999999Z");
-    };
-    // AmzDate is `YYYYMMDDTHHMMSSZ`.
-    let d = date.as_str().as_bytes();
+    thread_local! {
+        /// The last second formatted on this thread, and its text.
+        static LAST: std::cell::Cell<(u64, [u8; 19])> =
+            const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let secs = since.as_secs();
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    text[0..4].copy_from_slice(&d[0..4]);
-    text[5..7].copy_from_slice(&d[4..6]);
-    text[8..10].copy_from_slice(&d[6..8]);
-    text[11..13].copy_from_slice(&d[9..11]);
-    text[14..16].copy_from_slice(&d[11..13]);
-    text[17..19].copy_from_slice(&d[13..15]);
+    match LAST.get() {
+        (cached, prefix) if cached == secs => text[..19].copy_from_slice(&prefix),
+        _ => {
+            let Ok(date) = AmzDate::from_system_time(now) else {
+                return out.write_str("9999-12-31T23:59:59.999999Z");
+            };
+            // AmzDate is `YYYYMMDDTHHMMSSZ`.
+            let d = date.as_str().as_bytes();
+            text[0..4].copy_from_slice(&d[0..4]);
+            text[5..7].copy_from_slice(&d[4..6]);
+            text[8..10].copy_from_slice(&d[6..8]);
+            text[11..13].copy_from_slice(&d[9..11]);
+            text[14..16].copy_from_slice(&d[11..13]);
+            text[17..19].copy_from_slice(&d[13..15]);
+            let mut prefix = [0; 19];
+            prefix.copy_from_slice(&text[..19]);
+            LAST.set((secs, prefix));
+        }
+    }
     let mut micros = since.subsec_micros();
     for slot in text[20..26].iter_mut().rev() {
         *slot = b'0' + (micros % 10) as u8;
@@ -348,5 +362,12 @@ mod tests {
         let t = UNIX_EPOCH + Duration::new(1_440_938_160, 503_612_999);
         write_timestamp(&mut s, t).unwrap();
         assert_eq!(s, "2015-08-30T12:36:00.503612Z");
+        // The same second again (from the per-thread cache), then the next one.
+        s.clear();
+        write_timestamp(&mut s, t + Duration::from_micros(7)).unwrap();
+        assert_eq!(s, "2015-08-30T12:36:00.503619Z");
+        s.clear();
+        write_timestamp(&mut s, t + Duration::from_secs(1)).unwrap();
+        assert_eq!(s, "2015-08-30T12:36:01.503612Z");
     }
 }
