@@ -24,8 +24,8 @@
 #                what the per-request log costs.
 #        sink    bench/sink.py: reads upload bodies to the end and answers their
 #                byte count and SHA-256 (signet routes /upload there).
-#      Both nginx instances run `worker_processes auto` (one per core); signet's
-#      tokio runtime also runs one worker thread per core.
+#      Both nginx instances run `worker_processes auto` (one per core), and
+#      signet runs one proxy worker thread per core (`workers = 0`).
 #   3. Memory: through signet, a 512 MiB PUT with Content-Length, a 512 MiB PUT
 #      with Transfer-Encoding: chunked and a 512 MiB GET; byte counts and SHA-256
 #      are checked end to end. signet's VmRSS is sampled every 50 ms and its
