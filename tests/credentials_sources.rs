@@ -271,7 +271,9 @@ async fn check_reports_each_source_with_a_shortened_key_and_expiry() {
         },
     );
     let mut out = Vec::new();
-    assert!(check(&sources, false, &mut out).await.unwrap());
+    assert!(check(&sources, false, &Default::default(), &mut out)
+        .await
+        .unwrap());
     let text = String::from_utf8(out).unwrap();
     let issued = &imds.control.issued()[0];
     let key = &issued.access_key_id;
@@ -405,7 +407,9 @@ async fn child_check_identity() {
     let sources: BTreeMap<String, SourceSettings> =
         serde_json::from_str(&std::env::var("SIGNET_CHILD_SOURCES").unwrap()).unwrap();
     let mut out = Vec::new();
-    let ok = check(&sources, true, &mut out).await.unwrap();
+    let ok = check(&sources, true, &Default::default(), &mut out)
+        .await
+        .unwrap();
     let text = String::from_utf8(out).unwrap();
     for line in text.lines() {
         println!("CHECK {line}");

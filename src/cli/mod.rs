@@ -119,6 +119,7 @@ fn check(args: &CheckArgs) -> ExitCode {
     match runtime.block_on(crate::credentials::check(
         &settings.credentials,
         args.identity,
+        &settings.tls,
         &mut out,
     )) {
         Ok(true) => ExitCode::SUCCESS,

@@ -11,13 +11,16 @@ use super::{CredentialsError, SourceSettings};
 /// Resolves each source once and writes one line per source to `out`: its
 /// kind, the access key id shortened to its first and last 4 characters, and
 /// the expiry. With `identity`, also calls sts:GetCallerIdentity signed by
-/// signet's own signer and prints the caller's Arn and Account.
+/// signet's own signer, over TLS set up as `tls` (the upstream client's
+/// settings: extra CA bundle, verification), and prints the caller's Arn and
+/// Account.
 ///
 /// Returns `Ok(true)` when every source resolved (and every identity call
 /// succeeded), `Ok(false)` when any failed; failures are reported in `out`.
 pub async fn check(
     sources: &BTreeMap<String, SourceSettings>,
     identity: bool,
+    tls: &crate::upstream::TlsSettings,
     out: &mut dyn Write,
 ) -> Result<bool, CredentialsError> {
     let mut all_ok = true;
@@ -53,7 +56,7 @@ pub async fn check(
             describe_expiry(fetched.expires_at, SystemTime::now()),
         )?;
         if identity {
-            match super::identity::caller_identity(&fetched.credentials).await {
+            match super::identity::caller_identity(&fetched.credentials, tls).await {
                 Ok(caller) => writeln!(
                     out,
                     "{name}: identity arn={} account={}",
@@ -114,10 +117,41 @@ mod tests {
             },
         );
         let mut out = Vec::new();
-        let ok = check(&sources, false, &mut out).await.unwrap();
+        let ok = check(&sources, false, &Default::default(), &mut out)
+            .await
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(ok);
         assert_eq!(text, "dev: static key=AKIA…MPLE expires=never\n");
+    }
+
+    #[tokio::test]
+    async fn identity_check_uses_the_configured_tls_settings() {
+        let mut sources = BTreeMap::new();
+        sources.insert(
+            "dev".to_owned(),
+            SourceSettings::Static {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+                session_token: None,
+                assume_role: None,
+                refresh: Default::default(),
+            },
+        );
+        let tls = crate::upstream::TlsSettings {
+            ca_bundle: Some("/nonexistent/signet-check-ca.pem".into()),
+            insecure_skip_verify: false,
+        };
+        let mut out = Vec::new();
+        let ok = check(&sources, true, &tls, &mut out).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!ok);
+        // The bundle is read (and fails) before any request is sent.
+        assert!(
+            text.contains("dev: identity FAILED: TLS setup failed")
+                && text.contains("/nonexistent/signet-check-ca.pem"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -134,7 +168,9 @@ mod tests {
             },
         );
         let mut out = Vec::new();
-        let ok = check(&sources, false, &mut out).await.unwrap();
+        let ok = check(&sources, false, &Default::default(), &mut out)
+            .await
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(!ok);
         assert!(text.starts_with("broken: profile FAILED: "), "{text}");

@@ -37,7 +37,10 @@ pub(crate) fn sts_endpoint(region: &str) -> String {
 }
 
 /// Calls GetCallerIdentity with `credentials`, signed by [`crate::sigv4::Signer`].
-pub(crate) async fn caller_identity(credentials: &Credentials) -> Result<CallerIdentity, String> {
+pub(crate) async fn caller_identity(
+    credentials: &Credentials,
+    tls: &crate::upstream::TlsSettings,
+) -> Result<CallerIdentity, String> {
     let region = super::resolve::default_region();
     let endpoint = sts_endpoint(&region);
     let uri: http::Uri = format!("{}/", endpoint.trim_end_matches('/'))
@@ -64,8 +67,7 @@ pub(crate) async fn caller_identity(credentials: &Credentials) -> Result<CallerI
     let (parts, ()) = request.into_parts();
     let request = http::Request::from_parts(parts, Full::new(Bytes::from_static(BODY.as_bytes())));
 
-    let tls = crate::upstream::tls_config(&crate::upstream::TlsSettings::default())
-        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let tls = crate::upstream::tls_config(tls).map_err(|e| format!("TLS setup failed: {e}"))?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
