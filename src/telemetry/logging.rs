@@ -1,19 +1,17 @@
 //! Structured logs: subscriber set-up, the per-request access record, and
-//! redaction of secrets in paths and headers.
+//! redaction of secrets in paths.
 //!
 //! Output is JSON (one object per line) when stdout is not a terminal and
-//! human-readable otherwise; [`LogFormat`] overrides the choice. The level
-//! comes from `--log-level` (passed to [`init`]) or `RUST_LOG`, the flag
-//! winning, default `info`.
+//! human-readable otherwise; the configured [`LogFormat`] overrides the
+//! choice. The level comes from `--log-level`, then `RUST_LOG`, then the
+//! configuration's `log.level` ([`layered_filter`]), default `info`.
 //!
-//! Nothing secret is ever handed to `tracing`: callers log paths through
-//! [`redact_query`] (or [`access_log`], which does it for them) and headers
-//! through [`redact_header`] / [`RedactedHeaders`].
+//! Nothing secret is ever handed to `tracing`: paths are logged through
+//! [`redact_query`] (which [`access_log`] does for every request), and no
+//! header value is logged.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::io::IsTerminal;
-use std::str::FromStr;
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -44,9 +42,6 @@ pub enum TelemetryError {
         /// Why it was rejected.
         reason: String,
     },
-    /// The log format name is not one of `json`, `pretty`, `auto`.
-    #[error("log format '{0}' is not known; use 'json', 'pretty' or 'auto'")]
-    UnknownFormat(String),
     /// A global subscriber was already installed in this process.
     #[error("logging is already initialised in this process")]
     AlreadyInitialised,
@@ -84,26 +79,6 @@ impl From<crate::config::LogFormat> for LogFormat {
             crate::config::LogFormat::Auto => LogFormat::detect(),
         }
     }
-}
-
-impl FromStr for LogFormat {
-    type Err = TelemetryError;
-
-    /// Parses `json`, `pretty`, or `auto` ([`LogFormat::detect`]).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "json" => Ok(LogFormat::Json),
-            "pretty" | "text" => Ok(LogFormat::Pretty),
-            "auto" => Ok(LogFormat::detect()),
-            _ => Err(TelemetryError::UnknownFormat(s.to_owned())),
-        }
-    }
-}
-
-/// Builds the level filter: `level` (from `--log-level`) if given, else
-/// `RUST_LOG` if set and non-empty, else [`DEFAULT_LEVEL`].
-pub fn env_filter(level: Option<&str>) -> Result<EnvFilter, TelemetryError> {
-    layered_filter(level, rust_log().as_deref(), None)
 }
 
 /// The value of `RUST_LOG`, if set and not blank.
@@ -146,7 +121,7 @@ pub fn layered_filter(
 /// Builds a complete subscriber writing to `writer`, without installing it.
 ///
 /// Tests use it with `tracing::subscriber::with_default` to capture what
-/// signet logs; [`init_with_writer`] installs it globally.
+/// signet logs; [`init_layered`] installs it globally over stdout.
 pub fn subscriber<W>(
     filter: EnvFilter,
     format: LogFormat,
@@ -167,19 +142,6 @@ where
             .boxed(),
     };
     Box::new(tracing_subscriber::registry().with(fmt_layer).with(filter))
-}
-
-/// Installs the process-wide subscriber writing to stdout.
-///
-/// `level` is the `--log-level` flag (it wins over `RUST_LOG`).
-///
-/// ```no_run
-/// use signet::telemetry::logging::{init, LogFormat};
-/// init(Some("info,signet=debug"), LogFormat::detect())?;
-/// # Ok::<(), signet::telemetry::logging::TelemetryError>(())
-/// ```
-pub fn init(level: Option<&str>, format: LogFormat) -> Result<(), TelemetryError> {
-    init_with_writer(level, format, std::io::stdout)
 }
 
 /// How often buffered log lines are written out.
@@ -267,28 +229,6 @@ pub fn init_layered(
         })
         .map_err(|e| TelemetryError::Flusher(e.to_string()))?;
     Ok(LogGuard { out, stop })
-}
-
-/// Like [`init`], but writing to `writer` (a file, stderr, a test buffer).
-///
-/// ```no_run
-/// use signet::telemetry::logging::{init_with_writer, LogFormat};
-/// let file = std::fs::File::create("/var/log/signet.jsonl")?;
-/// init_with_writer(Some("trace"), LogFormat::Json, std::sync::Mutex::new(file))?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn init_with_writer<W>(
-    level: Option<&str>,
-    format: LogFormat,
-    writer: W,
-) -> Result<(), TelemetryError>
-where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-{
-    let filter = env_filter(level)?;
-    subscriber(filter, format, writer)
-        .try_init()
-        .map_err(|_| TelemetryError::AlreadyInitialised)
 }
 
 /// Everything the access log says about one request.
@@ -413,70 +353,6 @@ pub fn redact_query(path_and_query: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Whether a header's value is secret and must never be logged:
-/// `Authorization`, `Proxy-Authorization`, `X-Amz-Security-Token`, `Cookie`,
-/// `Set-Cookie` (names compare case-insensitively).
-pub fn is_secret_header(name: &str) -> bool {
-    [
-        "authorization",
-        "proxy-authorization",
-        "x-amz-security-token",
-        "cookie",
-        "set-cookie",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
-}
-
-/// The value to log for header `name`: [`REDACTED`] for secret headers (see
-/// [`is_secret_header`]), the value itself otherwise.
-///
-/// ```
-/// use signet::telemetry::logging::redact_header;
-/// assert_eq!(redact_header("Authorization", "AWS4-HMAC-SHA256 Credential=..."), "REDACTED");
-/// assert_eq!(redact_header("content-type", "application/json"), "application/json");
-/// ```
-pub fn redact_header<'a>(name: &str, value: &'a str) -> &'a str {
-    if is_secret_header(name) {
-        REDACTED
-    } else {
-        value
-    }
-}
-
-/// Formats a header map for logs with secret values redacted and
-/// non-UTF-8 values elided: `{"host": "x", "authorization": "REDACTED"}`.
-///
-/// ```
-/// use signet::telemetry::logging::RedactedHeaders;
-/// let mut h = http::HeaderMap::new();
-/// h.insert("x-amz-security-token", "FwoGZXIvYXdz".parse().unwrap());
-/// let shown = format!("{:?}", RedactedHeaders(&h));
-/// assert!(!shown.contains("FwoGZXIvYXdz"));
-/// ```
-pub struct RedactedHeaders<'a>(pub &'a http::HeaderMap);
-
-impl fmt::Debug for RedactedHeaders<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut map = f.debug_map();
-        for (name, value) in self.0 {
-            let shown = if is_secret_header(name.as_str()) {
-                REDACTED
-            } else {
-                value.to_str().unwrap_or("<binary>")
-            };
-            map.entry(&name.as_str(), &shown);
-        }
-        map.finish()
-    }
-}
-
-impl fmt::Display for RedactedHeaders<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,39 +431,6 @@ mod tests {
         ] {
             assert!(matches!(redact_query(input), Cow::Borrowed(s) if s == input));
         }
-    }
-
-    #[test]
-    fn redacts_secret_headers_only() {
-        assert_eq!(
-            redact_header("AUTHORIZATION", "AWS4-HMAC-SHA256 Signature=x"),
-            REDACTED
-        );
-        assert_eq!(redact_header("x-amz-security-token", TOKEN), REDACTED);
-        assert_eq!(redact_header("Cookie", "session=1"), REDACTED);
-        assert_eq!(
-            redact_header("x-amz-date", "20150830T123600Z"),
-            "20150830T123600Z"
-        );
-    }
-
-    #[test]
-    fn redacted_headers_hide_secret_values_in_debug_output() {
-        let mut h = http::HeaderMap::new();
-        h.insert(
-            "authorization",
-            format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/x, Signature={SIGNATURE}")
-                .parse()
-                .unwrap(),
-        );
-        h.insert("x-amz-security-token", TOKEN.parse().unwrap());
-        h.insert("host", "example.amazonaws.com".parse().unwrap());
-        let shown = format!("{:?}", RedactedHeaders(&h));
-        assert!(
-            !shown.contains(SIGNATURE) && !shown.contains(TOKEN),
-            "{shown}"
-        );
-        assert!(shown.contains("example.amazonaws.com"));
     }
 
     #[test]
@@ -676,16 +519,6 @@ mod tests {
     }
 
     #[test]
-    fn flag_level_wins_and_bad_levels_name_their_origin() {
-        assert!(env_filter(Some("debug,signet=trace")).is_ok());
-        let err = env_filter(Some("info,=[")).unwrap_err();
-        assert!(
-            err.to_string().starts_with("--log-level: 'info,=['"),
-            "{err}"
-        );
-    }
-
-    #[test]
     fn level_precedence_is_flag_then_rust_log_then_config_then_default() {
         let show = |f: EnvFilter| f.to_string();
         assert_eq!(
@@ -706,13 +539,6 @@ mod tests {
         );
         let err = layered_filter(None, None, Some("info,=[")).unwrap_err();
         assert!(err.to_string().starts_with("log.level:"), "{err}");
-    }
-
-    #[test]
-    fn parses_log_format_names() {
-        assert_eq!("json".parse::<LogFormat>().unwrap(), LogFormat::Json);
-        assert_eq!("Pretty".parse::<LogFormat>().unwrap(), LogFormat::Pretty);
-        assert!("xml".parse::<LogFormat>().is_err());
     }
 
     #[test]
