@@ -2,7 +2,7 @@
 //! container `HEALTHCHECK`s and Kubernetes exec probes (images without a shell
 //! or curl).
 //!
-//! Without `--url` it probes [`HEALTH_PATH`](super::HEALTH_PATH) (liveness) on
+//! Without `--url` it probes [`HEALTH_PATH`] (liveness) on
 //! the admin address `signet serve` would use: from `--config FILE` (or
 //! `SIGNET_CONFIG`) and `SIGNET_ADMIN__LISTEN`, layered as the server layers
 //! them, else the default `127.0.0.1:9090`; a wildcard bind address (`0.0.0.0`,
