@@ -105,18 +105,27 @@ impl Workers {
                 return;
             }
         };
-        let Some(worker) = self
-            .workers
-            .iter()
-            .min_by_key(|w| w.open.load(Ordering::Relaxed))
-        else {
-            return;
-        };
-        // Counted here, so the next pick already sees it.
-        worker.open.fetch_add(1, Ordering::Relaxed);
-        if worker.connections.send(stream).is_err() {
-            worker.open.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!("a proxy worker is gone; dropping the connection");
+        let mut stream = stream;
+        loop {
+            let Some(worker) = self
+                .workers
+                .iter()
+                .filter(|w| !w.connections.is_closed())
+                .min_by_key(|w| w.open.load(Ordering::Relaxed))
+            else {
+                tracing::error!("no proxy worker is running; dropping the connection");
+                return;
+            };
+            // Counted here, so the next pick already sees it.
+            worker.open.fetch_add(1, Ordering::Relaxed);
+            match worker.connections.send(stream) {
+                Ok(()) => return,
+                // That worker stopped (it logged why): try another.
+                Err(mpsc::error::SendError(back)) => {
+                    worker.open.fetch_sub(1, Ordering::Relaxed);
+                    stream = back;
+                }
+            }
         }
     }
 }
@@ -260,6 +269,35 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("condition not reached in 2 s");
+    }
+
+    #[tokio::test]
+    async fn skips_a_worker_that_stopped() {
+        let (dead_tx, dead_rx) = mpsc::unbounded_channel();
+        drop(dead_rx);
+        let (live_tx, mut live_rx) = mpsc::unbounded_channel();
+        let workers = Workers {
+            workers: vec![
+                Worker {
+                    connections: dead_tx,
+                    open: Arc::default(),
+                },
+                Worker {
+                    connections: live_tx,
+                    open: Arc::new(AtomicUsize::new(5)),
+                },
+            ],
+            done: Vec::new(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        workers.hand_over(accepted);
+        assert!(live_rx.try_recv().is_ok());
+        assert_eq!(workers.workers[0].open.load(Ordering::Relaxed), 0);
+        assert_eq!(workers.workers[1].open.load(Ordering::Relaxed), 6);
     }
 
     #[tokio::test]
