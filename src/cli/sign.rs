@@ -278,17 +278,6 @@ fn query_without_presign_params(query: &str) -> String {
         .join("&")
 }
 
-/// Whether the input header `name` is replaced by what signing adds (and
-/// so left out of both the signature and the printed request).
-fn replaced_by_signing(name: &str, header_mode: bool, token: bool, content_sha256: bool) -> bool {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    is("authorization")
-        || (header_mode
-            && (is("x-amz-date")
-                || (token && is("x-amz-security-token"))
-                || (content_sha256 && is("x-amz-content-sha256"))))
-}
-
 /// The JSON object of `--format json`.
 #[derive(Serialize)]
 struct JsonOutput<'a> {
@@ -337,12 +326,14 @@ fn sign_to(
         settings.content_sha256_header = true;
     }
     let header_mode = location == SignatureLocation::Headers;
-    let token = credentials.session_token.is_some();
-    let adds_content_sha256 = header_mode && settings.content_sha256_header;
+    // Headers the signature replaces are left out of it and of the printed
+    // request, as the signer itself does.
+    let token_sent = credentials.session_token.is_some()
+        && settings.session_token != crate::sigv4::SessionTokenMode::Omitted;
     let kept: Vec<&crate::sigv4::raw_request::RawHeader> = request
         .headers
         .iter()
-        .filter(|h| !replaced_by_signing(&h.name, header_mode, token, adds_content_sha256))
+        .filter(|h| !settings.replaces_header(&h.name, token_sent))
         .collect();
     let headers: Vec<(&str, &[u8])> = kept
         .iter()

@@ -211,10 +211,10 @@ impl HeaderPatterns {
     fn covers_signing_header(&self) -> Option<String> {
         const OWNED: &[&str] = &[
             "host",
-            "authorization",
-            "x-amz-date",
-            "x-amz-security-token",
-            "x-amz-content-sha256",
+            crate::sigv4::AUTHORIZATION,
+            crate::sigv4::X_AMZ_DATE,
+            crate::sigv4::X_AMZ_SECURITY_TOKEN,
+            crate::sigv4::X_AMZ_CONTENT_SHA256,
         ];
         self.entries
             .iter()

@@ -29,10 +29,10 @@ const MAX_WORKERS: usize = 1024;
 /// Headers signing or the connection owns; custom headers may not set them.
 const RESERVED_CUSTOM: &[&str] = &[
     "host",
-    "authorization",
-    "x-amz-date",
-    "x-amz-security-token",
-    "x-amz-content-sha256",
+    crate::sigv4::AUTHORIZATION,
+    crate::sigv4::X_AMZ_DATE,
+    crate::sigv4::X_AMZ_SECURITY_TOKEN,
+    crate::sigv4::X_AMZ_CONTENT_SHA256,
     "content-length",
     "transfer-encoding",
     "connection",

@@ -9,6 +9,8 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
 
+use crate::sigv4;
+
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[HeaderName] = &[
     header::CONNECTION,
@@ -23,16 +25,17 @@ const HOP_BY_HOP: &[HeaderName] = &[
 /// `Keep-Alive`, hop-by-hop though not in `http`'s constants.
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
-/// Client headers that signing owns: whatever the client sent is replaced.
+/// Client headers that signing owns ([`sigv4::SIGNING_HEADERS`] but the
+/// payload hash): whatever the client sent is replaced.
 pub(crate) const SIGNING_OWNED: [HeaderName; 3] = [
-    header::AUTHORIZATION,
-    HeaderName::from_static("x-amz-date"),
-    HeaderName::from_static("x-amz-security-token"),
+    HeaderName::from_static(sigv4::AUTHORIZATION),
+    HeaderName::from_static(sigv4::X_AMZ_DATE),
+    HeaderName::from_static(sigv4::X_AMZ_SECURITY_TOKEN),
 ];
 
 /// The payload-hash header, owned by signing except in aws-chunked modes,
 /// where it announces the chunk framing the body carries.
-pub const CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
+pub const CONTENT_SHA256: HeaderName = HeaderName::from_static(sigv4::X_AMZ_CONTENT_SHA256);
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || *name == KEEP_ALIVE || name.as_str().starts_with("proxy-")

@@ -71,7 +71,7 @@ impl Signer {
                 HeaderValue::from_str(value).map_err(|_| SigningError::InvalidHeaderValue {
                     name: name.to_owned(),
                 })?;
-            if name == "authorization" || name == "x-amz-security-token" {
+            if name == super::AUTHORIZATION || name == super::X_AMZ_SECURITY_TOKEN {
                 v.set_sensitive(true);
             }
             headers.insert(HeaderName::from_static(name), v);

@@ -97,8 +97,9 @@ pub use chunked::{ChunkHeader, ChunkSigner};
 pub use key::{Signature, SigningKey, SigningKeyCache};
 pub use settings::{
     is_s3_family, PayloadHash, SessionTokenMode, SignatureLocation, SignedHeaders, SigningSettings,
-    EMPTY_PAYLOAD_SHA256, MAX_PRESIGN_EXPIRES, STREAMING_SIGNED_PAYLOAD,
-    STREAMING_SIGNED_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD,
+    AUTHORIZATION, EMPTY_PAYLOAD_SHA256, MAX_PRESIGN_EXPIRES, SIGNING_HEADERS,
+    STREAMING_SIGNED_PAYLOAD, STREAMING_SIGNED_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER,
+    UNSIGNED_PAYLOAD, X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN,
 };
 pub use sign::{
     explain, sign, SignableRequest, Signer, SigningExplanation, SigningOutput, SigningParams,

@@ -103,6 +103,30 @@ pub struct SigningSettings {
 }
 
 impl SigningSettings {
+    /// Whether a request's header `name` (any case) is left out of the
+    /// signature because signing with these settings replaces it:
+    /// `authorization` always; in header mode also `x-amz-date`,
+    /// `x-amz-security-token` when a session token is sent (`token_sent`),
+    /// and `x-amz-content-sha256` when the payload-hash header is on.
+    ///
+    /// ```
+    /// use signet::sigv4::SigningSettings;
+    /// let s3 = SigningSettings::for_service("s3");
+    /// assert!(s3.replaces_header("Authorization", false));
+    /// assert!(s3.replaces_header("x-amz-content-sha256", false));
+    /// assert!(!s3.replaces_header("x-amz-security-token", false));
+    /// assert!(s3.replaces_header("x-amz-security-token", true));
+    /// assert!(!SigningSettings::for_service("sqs").replaces_header("x-amz-content-sha256", false));
+    /// ```
+    pub fn replaces_header(&self, name: &str, token_sent: bool) -> bool {
+        let is = |owned: &str| name.eq_ignore_ascii_case(owned);
+        is(AUTHORIZATION)
+            || (self.location == SignatureLocation::Headers
+                && (is(X_AMZ_DATE)
+                    || (token_sent && is(X_AMZ_SECURITY_TOKEN))
+                    || (self.content_sha256_header && is(X_AMZ_CONTENT_SHA256))))
+    }
+
     /// Defaults for `service`: S3-family rules for the S3 services, the
     /// generic SigV4 rules for all others; header signing, token signed,
     /// every header signed.
@@ -144,6 +168,25 @@ pub enum PayloadHash<'a> {
     /// Any other value, used verbatim.
     Explicit(&'a str),
 }
+
+/// `Authorization`: the signature in header mode.
+pub const AUTHORIZATION: &str = "authorization";
+/// `X-Amz-Date`: the signing time in header mode.
+pub const X_AMZ_DATE: &str = "x-amz-date";
+/// `X-Amz-Security-Token`: the session token of temporary credentials.
+pub const X_AMZ_SECURITY_TOKEN: &str = "x-amz-security-token";
+/// `X-Amz-Content-Sha256`: the payload hash (S3, or when asked for).
+pub const X_AMZ_CONTENT_SHA256: &str = "x-amz-content-sha256";
+
+/// The headers signing owns: whatever a request carries under these names is
+/// left out of the signature and replaced by what the signer adds (see
+/// [`SigningSettings::replaces_header`] for when each one applies).
+pub const SIGNING_HEADERS: [&str; 4] = [
+    AUTHORIZATION,
+    X_AMZ_DATE,
+    X_AMZ_SECURITY_TOKEN,
+    X_AMZ_CONTENT_SHA256,
+];
 
 /// `UNSIGNED-PAYLOAD`.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";

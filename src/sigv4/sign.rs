@@ -14,9 +14,10 @@ use super::chunked::ChunkSigner;
 use super::encoding::{hex32, write_encoded, BufferedHasher, Sink, Tee};
 use super::key::{Signature, SigningKey, SigningKeyCache};
 use super::settings::{
-    PayloadHash, SessionTokenMode, SignatureLocation, SigningSettings, MAX_PRESIGN_EXPIRES,
-    STREAMING_SIGNED_PAYLOAD, STREAMING_SIGNED_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER,
-    UNSIGNED_PAYLOAD,
+    PayloadHash, SessionTokenMode, SignatureLocation, SigningSettings, AUTHORIZATION,
+    MAX_PRESIGN_EXPIRES, STREAMING_SIGNED_PAYLOAD, STREAMING_SIGNED_PAYLOAD_TRAILER,
+    STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD, X_AMZ_CONTENT_SHA256, X_AMZ_DATE,
+    X_AMZ_SECURITY_TOKEN,
 };
 use super::{AmzDate, Credentials, SigningError};
 
@@ -190,17 +191,17 @@ impl<'p> SigningOutput<'p> {
     /// Query mode: nothing.
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
         let header_mode = self.location == SignatureLocation::Headers;
-        let date = header_mode.then(|| ("x-amz-date", self.time.as_str()));
+        let date = header_mode.then(|| (X_AMZ_DATE, self.time.as_str()));
         let token = self
             .session_token
             .filter(|_| header_mode)
-            .map(|t| ("x-amz-security-token", t));
+            .map(|t| (X_AMZ_SECURITY_TOKEN, t));
         let sha = self
             .content_sha256
             .as_ref()
             .filter(|_| header_mode)
-            .map(|p| ("x-amz-content-sha256", p.as_str()));
-        let auth = header_mode.then_some(("authorization", self.text.as_str()));
+            .map(|p| (X_AMZ_CONTENT_SHA256, p.as_str()));
+        let auth = header_mode.then_some((AUTHORIZATION, self.text.as_str()));
         date.into_iter().chain(token).chain(sha).chain(auth)
     }
 }
@@ -518,11 +519,7 @@ fn sign_with_key<'p>(
         check_header_value(name, value)?;
         if is_name(name, "host") {
             has_host = true;
-        } else if is_name(name, "authorization")
-            || (header_mode
-                && (is_name(name, "x-amz-date")
-                    || (token_sent.is_some() && is_name(name, "x-amz-security-token"))
-                    || (add_sha && is_name(name, "x-amz-content-sha256"))))
+        } else if settings.replaces_header(name, token_sent.is_some())
             || !settings.signed_headers.includes(name)
         {
             continue;
@@ -534,18 +531,18 @@ fn sign_with_key<'p>(
     }
     if header_mode {
         headers.push(HeaderEntry {
-            name: "x-amz-date",
+            name: X_AMZ_DATE,
             value: params.time.as_str().as_bytes(),
         });
         if let (Some(t), true) = (token_sent, token_signed) {
             headers.push(HeaderEntry {
-                name: "x-amz-security-token",
+                name: X_AMZ_SECURITY_TOKEN,
                 value: t.as_bytes(),
             });
         }
         if add_sha {
             headers.push(HeaderEntry {
-                name: "x-amz-content-sha256",
+                name: X_AMZ_CONTENT_SHA256,
                 value: payload.as_str().as_bytes(),
             });
         }
