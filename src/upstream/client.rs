@@ -1,17 +1,22 @@
-//! The pooled hyper-util client: rustls (ring provider), webpki roots plus an optional
-//! CA bundle, HTTP/1.1 and h2 by ALPN, plain http for local upstreams, and a connector
-//! that enforces the route's connect timeout (TCP connect plus TLS handshake).
+//! The upstream client: hyper connections kept in a per-thread pool, opened by a
+//! connector with rustls (ring provider, webpki roots plus an optional CA bundle),
+//! HTTP/1.1 and h2 by ALPN, plain http for local upstreams, and the route's connect
+//! timeout (TCP connect plus TLS handshake).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures_util::future::BoxFuture;
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -26,40 +31,132 @@ use super::{ResponseBody, UpstreamObserver};
 use crate::error_chain::error_chain;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
-type HyperClient = Client<ConnectTimeout<HttpsConnector<HttpConnector>>, AttemptBody>;
 
-/// Pooled clients, one per distinct connect timeout (connectors cannot see the
-/// request, so the timeout is a property of the client) and per thread.
+/// How long an unused upstream connection is kept for reuse.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+type Connector = ConnectTimeout<HttpsConnector<HttpConnector>>;
+type Io = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
+
+/// The upstream connection pool: connectors (one per distinct connect timeout,
+/// since a connector cannot see the request) and, per thread, the open
+/// connections by upstream.
 ///
-/// Per thread because the proxy serves on single-threaded runtimes: a connection's
-/// task runs on the runtime that opened it, so a request that checked out a
-/// connection opened by another thread would wake that thread for every exchange.
-/// Routes rarely differ in connect timeout, so this is usually one pool per proxy
-/// worker.
+/// Per thread because the proxy serves on single-threaded runtimes: a
+/// connection's task runs on the runtime that opened it, so a request using a
+/// connection another thread opened would wake that thread for every exchange.
+/// HTTP/1.1 connections carry one exchange at a time; an h2 connection (chosen by
+/// ALPN) is shared by every request to its upstream on the thread.
 pub(crate) struct Pool {
+    /// Tells this pool's connections from another's (their TLS settings differ).
+    id: usize,
     tls: rustls::ClientConfig,
-    clients: RwLock<Vec<(Duration, usize, HyperClient)>>,
+    connectors: RwLock<Vec<(Duration, Connector)>>,
 }
 
-/// A small number naming the current thread, for [`Pool`].
-fn thread_slot() -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    SLOT.with(|slot| *slot)
+/// An open upstream connection's request side.
+enum Sender {
+    H1(http1::SendRequest<AttemptBody>),
+    H2(http2::SendRequest<AttemptBody>),
 }
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+}
+
+/// A pooled connection and when it was last handed a request.
+struct Pooled {
+    sender: Sender,
+    used: Instant,
+}
+
+/// Open connections of this thread, by (pool, upstream key).
+type ThreadConnections = HashMap<(usize, Arc<str>), Vec<Pooled>, foldhash::fast::RandomState>;
+
+thread_local! {
+    static CONNECTIONS: RefCell<ThreadConnections> = RefCell::default();
+}
+
+/// Takes a connection for `key` that can carry a request now: an idle HTTP/1.1
+/// connection, or a copy of an h2 one. Drops closed and long-unused ones.
+fn checkout(key: &(usize, Arc<str>)) -> Option<Sender> {
+    CONNECTIONS.with(|connections| {
+        let mut connections = connections.borrow_mut();
+        let open = connections.get_mut(key)?;
+        let now = Instant::now();
+        open.retain(|c| !c.sender.is_closed() && now.duration_since(c.used) < IDLE_TIMEOUT);
+        let found = open.iter().position(|c| match &c.sender {
+            Sender::H1(s) => s.is_ready(),
+            Sender::H2(_) => true,
+        })?;
+        let taken = &mut open[found];
+        taken.used = now;
+        match &taken.sender {
+            Sender::H2(s) => Some(Sender::H2(s.clone())),
+            Sender::H1(_) => Some(open.swap_remove(found).sender),
+        }
+    })
+}
+
+/// Puts an HTTP/1.1 connection back once its exchange is under way; it is
+/// taken again when it is ready for the next request. A new h2 connection is
+/// added the same way; copies of a pooled one are not.
+///
+/// Every [`SWEEP_EVERY`] check-ins the whole map is swept of closed and
+/// long-unused connections, so upstreams no longer asked for (host-routed
+/// requests name many) do not keep theirs.
+fn checkin(key: (usize, Arc<str>), sender: Sender) {
+    thread_local! {
+        static CHECKINS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    let now = Instant::now();
+    CONNECTIONS.with(|connections| {
+        let mut connections = connections.borrow_mut();
+        let sweep = CHECKINS.with(|n| {
+            n.set(n.get().wrapping_add(1));
+            n.get() % SWEEP_EVERY == 0
+        });
+        if sweep {
+            connections.retain(|_, open| {
+                open.retain(|c| !c.sender.is_closed() && now.duration_since(c.used) < IDLE_TIMEOUT);
+                !open.is_empty()
+            });
+        }
+        connections
+            .entry(key)
+            .or_default()
+            .push(Pooled { sender, used: now });
+    });
+}
+
+/// How many check-ins pass between sweeps of a thread's connections.
+const SWEEP_EVERY: u32 = 1024;
 
 impl Pool {
     pub(crate) fn new(settings: &TlsSettings) -> Result<Self, UpstreamError> {
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tls: tls_config(settings)?,
-            clients: RwLock::new(Vec::new()),
+            connectors: RwLock::new(Vec::new()),
         })
     }
 
-    fn build(&self, connect_timeout: Duration) -> HyperClient {
+    fn connector(&self, connect_timeout: Duration) -> Connector {
+        let found = self.connectors.read().ok().and_then(|connectors| {
+            connectors
+                .iter()
+                .find(|(timeout, _)| *timeout == connect_timeout)
+                .map(|(_, c)| c.clone())
+        });
+        if let Some(connector) = found {
+            return connector;
+        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -69,17 +166,25 @@ impl Pool {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(ConnectTimeout {
-                inner: https,
-                after: connect_timeout,
-            })
+        let connector = ConnectTimeout {
+            inner: https,
+            after: connect_timeout,
+        };
+        if let Ok(mut connectors) = self.connectors.write() {
+            if !connectors.iter().any(|(t, _)| *t == connect_timeout) {
+                connectors.push((connect_timeout, connector.clone()));
+            }
+        }
+        connector
     }
 
-    /// Starts sending one signed attempt on the pooled client for its connect
+    /// Starts sending one signed attempt to `upstream` (its `scheme://authority`
+    /// key) on a pooled connection, or a new one opened within the connect
     /// timeout. The future resolves with the response head, its body streaming
     /// with the idle timeout. Fails at once if the URI is not absolute.
+    ///
+    /// A request a reused connection never sent (the upstream closed it while
+    /// idle) goes out again on another connection.
     pub(crate) fn send(
         &self,
         mut parts: http::request::Parts,
@@ -87,55 +192,68 @@ impl Pool {
         timeouts: &TimeoutSettings,
         observer: &Arc<dyn UpstreamObserver>,
         route: &Arc<str>,
+        upstream: &Arc<str>,
     ) -> Result<
         impl Future<Output = Result<http::Response<ResponseBody>, ForwardError>>,
         ForwardError,
     > {
-        if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
+        let Some(authority) = parts.uri.authority().cloned() else {
+            return Err(ForwardError::InvalidRequest(format!(
+                "upstream URI {} is not absolute",
+                parts.uri
+            )));
+        };
+        if parts.uri.scheme().is_none() {
             return Err(ForwardError::InvalidRequest(format!(
                 "upstream URI {} is not absolute",
                 parts.uri
             )));
         }
-        // The pooled connection decides h1 or h2 (ALPN); the request must not pin one.
-        parts.version = http::Version::HTTP_11;
-        let request = http::Request::from_parts(parts, body);
-        let connect = timeouts.connect;
-        let slot = thread_slot();
-        let matches = |(timeout, thread, _): &&(Duration, usize, HyperClient)| {
-            *timeout == connect && *thread == slot
-        };
-        let pending = {
-            let read = self
-                .clients
-                .read()
-                .map(|clients| clients.iter().find(matches).map(|(_, _, c)| c.clone()));
-            match read {
-                Ok(Some(client)) => client,
-                _ => {
-                    let mut clients = self
-                        .clients
-                        .write()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    match clients.iter().find(matches) {
-                        Some((_, _, client)) => client.clone(),
-                        None => {
-                            let client = self.build(connect);
-                            clients.push((connect, slot, client.clone()));
-                            client
-                        }
-                    }
-                }
+        if !parts.headers.contains_key(http::header::HOST) {
+            if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(http::header::HOST, host);
             }
         }
-        .request(request);
-        let (idle, observer, route) = (timeouts.idle, observer.clone(), route.clone());
+        // The connection decides h1 or h2 (ALPN); the request must not pin one.
+        parts.version = http::Version::HTTP_11;
+        let key = (self.id, upstream.clone());
+        let connector = self.connector(timeouts.connect);
+        let (idle, connect, observer, route) = (
+            timeouts.idle,
+            timeouts.connect,
+            observer.clone(),
+            route.clone(),
+        );
+        let mut request = http::Request::from_parts(parts, body);
         Ok(async move {
-            match pending.await {
+            // After a pooled connection failed to send, the next try opens a
+            // new one: at most one resend.
+            let mut reuse = true;
+            let outcome = loop {
+                let pooled = if reuse { checkout(&key) } else { None };
+                let (sender, reused) = match pooled {
+                    Some(sender) => (sender, true),
+                    // Boxed: opening a connection is rare, and its future (TLS and
+                    // h2 handshakes) is large to carry in every request's state.
+                    None => match Box::pin(open(connector.clone(), request.uri().clone())).await {
+                        Ok(sender) => (sender, false),
+                        Err(error) => break Err(error),
+                    },
+                };
+                match exchange(sender, request, &key, !reused).await {
+                    Ok(response) => break Ok(response),
+                    Err((Some(unsent), _)) if reused => {
+                        reuse = false;
+                        request = unsent;
+                    }
+                    Err((_, error)) => break Err(error),
+                }
+            };
+            match outcome {
                 Ok(response) => Ok(response
                     .map(|incoming| ResponseBody::streaming(incoming, idle, observer, route))),
-                Err(e) => {
-                    let error = classify_client_error(&e, connect);
+                Err(error) => {
+                    let error = classify(error, connect);
                     if let ForwardError::Timeout { kind, .. } = &error {
                         observer.timeout(&route, kind.as_str());
                     }
@@ -143,6 +261,120 @@ impl Pool {
                 }
             }
         })
+    }
+}
+
+/// Why an exchange failed, before it is named for the client.
+enum Failure {
+    /// Opening the connection failed (TCP, TLS, the connect timeout).
+    Connect(BoxError),
+    /// The connection failed while the request was sent or answered.
+    Exchange(hyper::Error),
+}
+
+/// Opens a connection to `uri`'s upstream and starts its task on this thread.
+async fn open(mut connector: Connector, uri: http::Uri) -> Result<Sender, Failure> {
+    use hyper_util::client::legacy::connect::Connection;
+    let io: Io = tower::ServiceExt::ready(&mut connector)
+        .await
+        .map_err(Failure::Connect)?
+        .call(uri)
+        .await
+        .map_err(Failure::Connect)?;
+    if io.connected().is_negotiated_h2() {
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(Failure::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended with an error");
+            }
+        });
+        Ok(Sender::H2(sender))
+    } else {
+        let (sender, connection) = http1::handshake(io).await.map_err(Failure::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(Sender::H1(sender))
+    }
+}
+
+/// Sends `request` on `sender` and waits for the response head. An HTTP/1.1
+/// connection goes back to the pool as soon as the exchange is under way, an
+/// h2 one when it was just `opened` (the pool keeps one copy). On failure, the
+/// request comes back if it was never sent.
+async fn exchange(
+    sender: Sender,
+    mut request: http::Request<AttemptBody>,
+    key: &(usize, Arc<str>),
+    opened: bool,
+) -> Result<http::Response<hyper::body::Incoming>, (Option<http::Request<AttemptBody>>, Failure)> {
+    match sender {
+        Sender::H1(mut s) => {
+            // HTTP/1.1 sends the origin form: path and query only.
+            let origin = request
+                .uri()
+                .path_and_query()
+                .cloned()
+                .map(http::Uri::from)
+                .unwrap_or_else(|| http::Uri::from_static("/"));
+            let absolute = std::mem::replace(request.uri_mut(), origin);
+            let pending = s.try_send_request(request);
+            checkin(key.clone(), Sender::H1(s));
+            pending.await.map_err(|mut e| {
+                let unsent = e.take_message().map(|mut r| {
+                    *r.uri_mut() = absolute;
+                    r
+                });
+                (unsent, Failure::Exchange(e.into_error()))
+            })
+        }
+        Sender::H2(mut s) => {
+            if let Err(e) = s.ready().await {
+                return Err((Some(request), Failure::Exchange(e)));
+            }
+            let pending = s.try_send_request(request);
+            if opened {
+                checkin(key.clone(), Sender::H2(s));
+            }
+            pending
+                .await
+                .map_err(|mut e| (e.take_message(), Failure::Exchange(e.into_error())))
+        }
+    }
+}
+
+/// Names a failure for the client.
+fn classify(failure: Failure, connect_timeout: Duration) -> ForwardError {
+    match failure {
+        Failure::Connect(error) => {
+            let mut source: Option<&(dyn StdError + 'static)> = Some(error.as_ref());
+            while let Some(cause) = source {
+                if cause.downcast_ref::<ConnectTimedOut>().is_some() {
+                    return ForwardError::Timeout {
+                        kind: TimeoutKind::Connect,
+                        after: connect_timeout,
+                    };
+                }
+                source = cause.source();
+            }
+            ForwardError::Unreachable(error_chain(error.as_ref()))
+        }
+        Failure::Exchange(error) => {
+            let mut source: Option<&(dyn StdError + 'static)> = error.source();
+            while let Some(cause) = source {
+                if let Some(ForwardError::RequestBody(reason)) =
+                    cause.downcast_ref::<ForwardError>()
+                {
+                    return ForwardError::RequestBody(reason.clone());
+                }
+                source = cause.source();
+            }
+            ForwardError::Connection(error_chain(&error))
+        }
     }
 }
 
@@ -280,31 +512,6 @@ where
                 Err(_) => Err(Box::new(ConnectTimedOut(after)) as BoxError),
             }
         })
-    }
-}
-
-fn classify_client_error(
-    error: &hyper_util::client::legacy::Error,
-    connect_timeout: Duration,
-) -> ForwardError {
-    let mut source: Option<&(dyn StdError + 'static)> = error.source();
-    while let Some(cause) = source {
-        if cause.downcast_ref::<ConnectTimedOut>().is_some() {
-            return ForwardError::Timeout {
-                kind: TimeoutKind::Connect,
-                after: connect_timeout,
-            };
-        }
-        if let Some(ForwardError::RequestBody(reason)) = cause.downcast_ref::<ForwardError>() {
-            return ForwardError::RequestBody(reason.clone());
-        }
-        source = cause.source();
-    }
-    let reason = error_chain(error);
-    if error.is_connect() {
-        ForwardError::Unreachable(reason)
-    } else {
-        ForwardError::Connection(reason)
     }
 }
 

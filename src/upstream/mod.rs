@@ -28,7 +28,7 @@
 //! 3. **attempt**: one future per attempt that
 //!    - signs it with [`AttemptSigner::sign`] afresh (new X-Amz-Date, current
 //!      credentials); an attempt that cannot be signed is never sent;
-//!    - sends it on the pooled hyper-util client (rustls with the `ring` provider,
+//!    - sends it on a pooled connection of this thread (rustls with the `ring` provider,
 //!      webpki roots plus an optional CA bundle; h1 and h2 by ALPN; plain http too),
 //!      whose connector enforces the connect timeout;
 //!    - waits for the response head at most the first-byte timeout after the request

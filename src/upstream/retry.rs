@@ -560,6 +560,7 @@ where
                     signer: signer.clone(),
                     policy: policy.clone(),
                     route: route.clone(),
+                    upstream: upstream.clone(),
                     deadline,
                 };
                 let outcome = match inner.clone().oneshot(attempt).await {

@@ -49,6 +49,8 @@ pub(crate) struct Attempt {
     pub(crate) policy: Arc<RoutePolicy>,
     /// The route's name.
     pub(crate) route: Arc<str>,
+    /// The upstream's key (`scheme://authority`).
+    pub(crate) upstream: Arc<str>,
     /// When the total deadline runs out.
     pub(crate) deadline: Instant,
 }
@@ -82,12 +84,18 @@ impl Service<Attempt> for AttemptService {
             body_sent,
             policy,
             route,
+            upstream,
             deadline,
             ..
         } = attempt;
-        let response = self
-            .pool
-            .send(parts, body, &policy.timeouts, &self.observer, &route);
+        let response = self.pool.send(
+            parts,
+            body,
+            &policy.timeouts,
+            &self.observer,
+            &route,
+            &upstream,
+        );
         let observer = self.observer.clone();
         Box::pin(async move {
             let timeouts = &policy.timeouts;
