@@ -103,8 +103,8 @@ mod tests {
         assert!(text.ends_with("(already expired)"), "{text}");
     }
 
-    #[tokio::test]
-    async fn check_prints_kind_and_shortened_key_never_the_secret() {
+    /// One static source named `dev`.
+    fn static_dev_source() -> BTreeMap<String, SourceSettings> {
         let mut sources = BTreeMap::new();
         sources.insert(
             "dev".to_owned(),
@@ -116,6 +116,12 @@ mod tests {
                 refresh: Default::default(),
             },
         );
+        sources
+    }
+
+    #[tokio::test]
+    async fn check_prints_kind_and_shortened_key_never_the_secret() {
+        let sources = static_dev_source();
         let mut out = Vec::new();
         let ok = check(&sources, false, &Default::default(), &mut out)
             .await
@@ -127,17 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn identity_check_uses_the_configured_tls_settings() {
-        let mut sources = BTreeMap::new();
-        sources.insert(
-            "dev".to_owned(),
-            SourceSettings::Static {
-                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-                session_token: None,
-                assume_role: None,
-                refresh: Default::default(),
-            },
-        );
+        let sources = static_dev_source();
         let tls = crate::upstream::TlsSettings {
             ca_bundle: Some("/nonexistent/signet-check-ca.pem".into()),
             insecure_skip_verify: false,
