@@ -362,7 +362,8 @@ mod tests {
             None
         );
 
-        m.request_finished("s3", "PUT", 200, Duration::from_millis(3));
+        m.route("s3")
+            .finished("PUT", 200, Duration::from_millis(3), 0, 0);
         let (_, _, text) = get(&format!("{base}{METRICS_PATH}")).await;
         assert_eq!(
             metrics::sample(&text, metrics::names::REQUESTS_TOTAL, &labels),

@@ -15,8 +15,9 @@
 //!
 //! let m = Metrics::new();
 //! {
-//!     let _in_flight = m.request_started("s3");
-//!     m.request_finished("s3", "GET", 200, Duration::from_millis(12));
+//!     let route = m.route("s3");
+//!     let _in_flight = route.started();
+//!     route.finished("GET", 200, Duration::from_millis(12), 0, 512);
 //! }
 //! let text = m.encode();
 //! let value = metrics::sample(
@@ -450,30 +451,6 @@ impl Metrics {
         out
     }
 
-    /// Marks a request on `route` as started; the in-flight gauge drops again
-    /// when the returned guard is dropped.
-    pub fn request_started(&self, route: &str) -> InFlightGuard {
-        self.route(route).started()
-    }
-
-    /// Records a finished request: its status and how long it took.
-    ///
-    /// Methods outside the standard set are counted as `OTHER`, so a client
-    /// inventing methods cannot grow the number of series without bound.
-    pub fn request_finished(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.route(route).finished(method, status, elapsed, 0, 0);
-    }
-
-    /// Adds `n` request body bytes read from a client on `route`.
-    pub fn body_bytes_in(&self, route: &str, n: u64) {
-        self.route(route).bytes_in.inc_by(n);
-    }
-
-    /// Adds `n` response body bytes written to a client on `route`.
-    pub fn body_bytes_out(&self, route: &str, n: u64) {
-        self.route(route).bytes_out.inc_by(n);
-    }
-
     /// Counts a request on `route` that could not be signed.
     pub fn signing_error(&self, route: &str) {
         self.signing_errors.get_or_create(&self::route(route)).inc();
@@ -649,10 +626,13 @@ mod tests {
         let m = Metrics::new();
         let labels = [("route", "s3"), ("method", "GET"), ("status", "200")];
         assert_eq!(value(&m, names::REQUESTS_TOTAL, &labels), None);
-        m.request_finished("s3", "GET", 200, Duration::from_millis(5));
+        m.route("s3")
+            .finished("GET", 200, Duration::from_millis(5), 0, 0);
         assert_eq!(value(&m, names::REQUESTS_TOTAL, &labels), Some(1.0));
-        m.request_finished("s3", "GET", 200, Duration::from_millis(5));
-        m.request_finished("s3", "GET", 503, Duration::from_millis(5));
+        m.route("s3")
+            .finished("GET", 200, Duration::from_millis(5), 0, 0);
+        m.route("s3")
+            .finished("GET", 503, Duration::from_millis(5), 0, 0);
         assert_eq!(value(&m, names::REQUESTS_TOTAL, &labels), Some(2.0));
         assert_eq!(
             value(
@@ -668,9 +648,9 @@ mod tests {
     fn unknown_methods_share_one_other_series() {
         let m = Metrics::new();
         for method in ["FOO", "BAR", "get"] {
-            m.request_finished("r", method, 405, Duration::ZERO);
+            m.route("r").finished(method, 405, Duration::ZERO, 0, 0);
         }
-        m.request_finished("r", "PATCH", 200, Duration::ZERO);
+        m.route("r").finished("PATCH", 200, Duration::ZERO, 0, 0);
         let text = m.encode();
         let other = [("route", "r"), ("method", "OTHER"), ("status", "405")];
         assert_eq!(sample(&text, names::REQUESTS_TOTAL, &other), Some(3.0));
@@ -688,8 +668,10 @@ mod tests {
     #[test]
     fn duration_histogram_counts_and_sums_observations() {
         let m = Metrics::new();
-        m.request_finished("es", "POST", 200, Duration::from_millis(250));
-        m.request_finished("es", "POST", 200, Duration::from_millis(750));
+        m.route("es")
+            .finished("POST", 200, Duration::from_millis(250), 0, 0);
+        m.route("es")
+            .finished("POST", 200, Duration::from_millis(750), 0, 0);
         let text = m.encode();
         let count = sample(
             &text,
@@ -719,8 +701,8 @@ mod tests {
     #[test]
     fn in_flight_gauge_drops_when_guard_is_dropped() {
         let m = Metrics::new();
-        let a = m.request_started("r");
-        let b = m.request_started("r");
+        let a = m.route("r").started();
+        let b = m.route("r").started();
         assert_eq!(
             value(&m, names::REQUESTS_IN_FLIGHT, &[("route", "r")]),
             Some(2.0)
@@ -740,9 +722,8 @@ mod tests {
     #[test]
     fn body_bytes_and_signing_errors_accumulate_by_route() {
         let m = Metrics::new();
-        m.body_bytes_in("r", 100);
-        m.body_bytes_in("r", 23);
-        m.body_bytes_out("r", 7);
+        m.route("r").finished("PUT", 200, Duration::ZERO, 100, 7);
+        m.route("r").finished("PUT", 200, Duration::ZERO, 23, 0);
         m.signing_error("r");
         m.signing_error("other");
         assert_eq!(
