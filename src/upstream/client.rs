@@ -197,18 +197,13 @@ impl Pool {
         impl Future<Output = Result<http::Response<ResponseBody>, ForwardError>>,
         ForwardError,
     > {
-        let Some(authority) = parts.uri.authority().cloned() else {
+        let (Some(authority), Some(_)) = (parts.uri.authority().cloned(), parts.uri.scheme())
+        else {
             return Err(ForwardError::InvalidRequest(format!(
                 "upstream URI {} is not absolute",
                 parts.uri
             )));
         };
-        if parts.uri.scheme().is_none() {
-            return Err(ForwardError::InvalidRequest(format!(
-                "upstream URI {} is not absolute",
-                parts.uri
-            )));
-        }
         if !parts.headers.contains_key(http::header::HOST) {
             if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
                 parts.headers.insert(http::header::HOST, host);
@@ -285,20 +280,19 @@ async fn open(mut connector: Connector, uri: http::Uri) -> Result<Sender, Failur
         let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(Failure::Exchange)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream h2 connection ended with an error");
-            }
-        });
+        tokio::spawn(drive(connection));
         Ok(Sender::H2(sender))
     } else {
         let (sender, connection) = http1::handshake(io).await.map_err(Failure::Exchange)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
+        tokio::spawn(drive(connection));
         Ok(Sender::H1(sender))
+    }
+}
+
+/// Runs an upstream connection until it closes.
+async fn drive(connection: impl Future<Output = Result<(), hyper::Error>>) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "upstream connection ended with an error");
     }
 }
 
@@ -351,31 +345,31 @@ async fn exchange(
 fn classify(failure: Failure, connect_timeout: Duration) -> ForwardError {
     match failure {
         Failure::Connect(error) => {
-            let mut source: Option<&(dyn StdError + 'static)> = Some(error.as_ref());
-            while let Some(cause) = source {
-                if cause.downcast_ref::<ConnectTimedOut>().is_some() {
-                    return ForwardError::Timeout {
-                        kind: TimeoutKind::Connect,
-                        after: connect_timeout,
-                    };
-                }
-                source = cause.source();
+            if caused_by::<ConnectTimedOut>(error.as_ref()).is_some() {
+                return ForwardError::Timeout {
+                    kind: TimeoutKind::Connect,
+                    after: connect_timeout,
+                };
             }
             ForwardError::Unreachable(error_chain(error.as_ref()))
         }
-        Failure::Exchange(error) => {
-            let mut source: Option<&(dyn StdError + 'static)> = error.source();
-            while let Some(cause) = source {
-                if let Some(ForwardError::RequestBody(reason)) =
-                    cause.downcast_ref::<ForwardError>()
-                {
-                    return ForwardError::RequestBody(reason.clone());
-                }
-                source = cause.source();
-            }
-            ForwardError::Connection(error_chain(&error))
-        }
+        Failure::Exchange(error) => match caused_by::<ForwardError>(&error) {
+            Some(ForwardError::RequestBody(reason)) => ForwardError::RequestBody(reason.clone()),
+            _ => ForwardError::Connection(error_chain(&error)),
+        },
     }
+}
+
+/// The first error of type `T` in `error`'s chain, `error` itself included.
+fn caused_by<'e, T: StdError + 'static>(error: &'e (dyn StdError + 'static)) -> Option<&'e T> {
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        if let Some(found) = cause.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = cause.source();
+    }
+    None
 }
 
 /// The rustls client configuration for `settings`: the `ring` provider, the
