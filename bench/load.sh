@@ -37,14 +37,18 @@
 #      after a WARMUP per workload and target. The median of the rounds is
 #      reported: requests/s, p50/p99 latency, and the target's own CPU time
 #      (user+system, from /proc/<pid>/stat) per request.
+#      Then a paced phase: hop and signet again, each connection waiting
+#      PACE_MS after every response, so both carry the same offered load below
+#      saturation; their latencies are compared at equal load.
 #   5. Prints a summary (goals: signet >= 0.8x the hop's requests/s with p99 no
 #      worse than the hop's; peak RSS <= 64 MiB) and writes it, with the raw
 #      per-round figures, to bench/out/.
 #
 # Knobs (environment): ROUNDS (3), DURATION (10, seconds), WARMUP (3, seconds),
 # CONNECTIONS (32), THREADS (2, wrk threads), BIG_MIB (512), STRICT (1: exit 3
-# when a goal is missed), BENCH_SIGNET_BIN (use this binary instead of
-# building; not SIGNET_*, which signet reads as its own configuration). With the defaults the measuring takes about 5 minutes, plus
+# when a goal is missed), PACE_MS (2), PACED_ROUNDS (3), BENCH_SIGNET_BIN (use
+# this binary instead of building; not SIGNET_*, which signet reads as its own
+# configuration). With the defaults the measuring takes about 7 minutes, plus
 # however long cargo needs. Every process started here is stopped on exit.
 # The load generator, nginx and signet share the machine's cores.
 
@@ -57,6 +61,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 BIG_MIB=${BIG_MIB:-512}
 STRICT=${STRICT:-0}
+PACE_MS=${PACE_MS:-2}
+PACED_ROUNDS=${PACED_ROUNDS:-3}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
@@ -428,7 +434,7 @@ run_wrk() {
     local out result u0 s0 u1 s1
     # shellcheck disable=SC2086 # a list of pids
     read -r u0 s0 < <(cpu_ticks ${target_pids[$1]})
-    out=$(BENCH_BODY_BYTES=${workload_body[$2]} timeout $(($3 + 30)) \
+    out=$(BENCH_BODY_BYTES=${workload_body[$2]} BENCH_PACE_MS=${pace_ms:-0} timeout $(($3 + 30)) \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${3}s" --timeout 5s -s "$here/wrk.lua" \
         "${target_url[$1]}${workload_path[$2]}" 2>&1) || die "wrk against $1 ($2) failed: $out"
     # shellcheck disable=SC2086
@@ -452,6 +458,20 @@ for r in $(seq "$ROUNDS"); do
         done
     done
 done
+# Paced: the same connections, each waiting PACE_MS after every response, so
+# the hop and signet carry the same offered load below saturation; compares
+# their latency at equal load rather than at each one's own maximum.
+paced=$work/paced.tsv
+head -n 1 "$raw" >"$paced"
+for r in $(seq "$PACED_ROUNDS"); do
+    for w in "${workloads[@]}"; do
+        for t in hop signet; do
+            res=$(pace_ms=$PACE_MS run_wrk "$t" "$w" "$DURATION")
+            printf '%s\t%s\t%s\t%s\n' "$r" "$w" "$t" "${res// /$'\t'}" >>"$paced"
+            log "paced round $r $w $t: $res"
+        done
+    done
+done
 loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)
 hwm_after_load=$(status_kib "$signet_pid" VmHWM)
 access_lines=$(wc -l <"$work/signet.log")
@@ -461,6 +481,7 @@ signet_log_bytes=$(wc -c <"$work/signet.log")
 step="writing the summary"
 summary=$out_dir/load-$stamp.txt
 cp "$raw" "$out_dir/load-$stamp.tsv"
+cp "$paced" "$out_dir/load-$stamp.paced.tsv"
 {
     echo "signet load benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
@@ -499,6 +520,25 @@ for w in dict.fromkeys(r["workload"] for r in rows):
 print("CPU us/req: CPU time of the target's own processes (origin: the origin's nginx workers;")
 print("hop: the hop's workers; signet: all its threads) divided by requests served.")
 open(sys.argv[1] + ".missed", "w").write(str(missed))
+PY
+    echo
+    echo "paced: each connection waits ${PACE_MS} ms after every response (same offered load for both), $PACED_ROUNDS rounds x ${DURATION}s; median of rounds"
+    python3 - "$paced" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+for w in dict.fromkeys(r["workload"] for r in rows):
+    med = {}
+    for t in ("hop", "signet"):
+        sel = [r for r in rows if r["workload"] == w and r["target"] == t]
+        med[t] = {k: statistics.median(float(r[k]) for r in sel) for k in ("req_per_s", "p50_ms", "p99_ms")}
+        med[t]["cpu"] = statistics.median(float(r["user_us_per_req"]) + float(r["sys_us_per_req"]) for r in sel)
+        errs = sum(int(r["socket_errors"]) + int(r["non_2xx"]) for r in sel)
+        m = med[t]
+        print(f"  {w:<10} {t:<7} {m['req_per_s']:>7.0f} req/s  p50 {m['p50_ms']:.2f} ms  p99 {m['p99_ms']:.2f} ms  "
+              f"CPU {m['cpu']:.1f} us/req  errors {errs}")
+    s, h = med["signet"], med["hop"]
+    print(f"  {w:<10} at equal load: signet p99 {s['p99_ms']:.2f} vs hop {h['p99_ms']:.2f} ms "
+          f"({'no worse' if s['p99_ms'] <= h['p99_ms'] else 'worse'})")
 PY
     echo
     echo "memory (signet, $BIG_MIB MiB each way, byte counts and SHA-256 verified end to end):"

@@ -2,6 +2,9 @@
 --
 -- BENCH_BODY_BYTES > 0 turns every request into a POST with a body of that
 -- many bytes (Content-Type application/octet-stream); otherwise plain GETs.
+-- BENCH_PACE_MS > 0 makes each connection wait that long after a response
+-- before sending its next request, so every target gets the same offered load
+-- (connections / (pace + latency)) instead of as much as it can take.
 -- At the end one machine-readable line is printed:
 --   RESULT <requests> <seconds> <req/s> <p50 ms> <p99 ms> <connect+read+write+timeout errors> <non-2xx/3xx>
 
@@ -10,6 +13,13 @@ if body_bytes > 0 then
   wrk.method = "POST"
   wrk.body = string.rep("x", body_bytes)
   wrk.headers["Content-Type"] = "application/octet-stream"
+end
+
+local pace_ms = tonumber(os.getenv("BENCH_PACE_MS") or "0") or 0
+if pace_ms > 0 then
+  delay = function()
+    return pace_ms
+  end
 end
 
 done = function(summary, latency, requests)
