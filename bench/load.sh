@@ -39,7 +39,8 @@
 #      (user+system, from /proc/<pid>/stat) per request.
 #      Then a paced phase: hop and signet again, each connection waiting
 #      PACE_MS after every response, so both carry the same offered load below
-#      saturation; their latencies are compared at equal load.
+#      saturation (connections / (pace + latency)); their latencies are
+#      compared at about equal load.
 #   5. Prints a summary (goals: signet >= 0.8x the hop's requests/s with p99 no
 #      worse than the hop's; peak RSS <= 64 MiB) and writes it, with the raw
 #      per-round figures, to bench/out/.
@@ -522,7 +523,7 @@ print("hop: the hop's workers; signet: all its threads) divided by requests serv
 open(sys.argv[1] + ".missed", "w").write(str(missed))
 PY
     echo
-    echo "paced: each connection waits ${PACE_MS} ms after every response (same offered load for both), $PACED_ROUNDS rounds x ${DURATION}s; median of rounds"
+    echo "paced: each connection waits ${PACE_MS} ms after every response (about the same offered load for both), $PACED_ROUNDS rounds x ${DURATION}s; median of rounds"
     python3 - "$paced" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))

@@ -3,7 +3,7 @@
 -- BENCH_BODY_BYTES > 0 turns every request into a POST with a body of that
 -- many bytes (Content-Type application/octet-stream); otherwise plain GETs.
 -- BENCH_PACE_MS > 0 makes each connection wait that long after a response
--- before sending its next request, so every target gets the same offered load
+-- before sending its next request, so every target gets about the same offered load
 -- (connections / (pace + latency)) instead of as much as it can take.
 -- At the end one machine-readable line is printed:
 --   RESULT <requests> <seconds> <req/s> <p50 ms> <p99 ms> <connect+read+write+timeout errors> <non-2xx/3xx>
