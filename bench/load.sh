@@ -38,7 +38,7 @@
 #      reported: requests/s, p50/p99 latency, and the target's own CPU time
 #      (user+system, from /proc/<pid>/stat) per request.
 #      Then a paced phase: hop and signet again, each connection waiting
-#      PACE_MS after every response, so both carry the same offered load below
+#      PACE_MS after every response, so both carry about the same offered load below
 #      saturation (connections / (pace + latency)); their latencies are
 #      compared at about equal load.
 #   5. Prints a summary (goals: signet >= 0.8x the hop's requests/s with p99 no
