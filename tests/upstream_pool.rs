@@ -9,24 +9,11 @@ use std::time::Duration;
 
 use http::Request;
 use http_body_util::BodyExt;
-use signet::upstream::{
-    upstream_key, AttemptSigner, OutboundBody, OutboundRequest, RoutePolicy, SignFailure,
-    TlsSettings, Upstream, UpstreamObserver,
-};
+use signet::upstream::{OutboundRequest, RoutePolicy, TlsSettings, Upstream, UpstreamObserver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-struct Stamp;
-
-impl AttemptSigner for Stamp {
-    fn sign(&self, parts: &mut http::request::Parts) -> Result<(), SignFailure> {
-        parts.headers.insert(
-            "x-amz-date",
-            http::HeaderValue::from_static("20260101T000000Z"),
-        );
-        Ok(())
-    }
-}
+mod transport;
 
 /// Counts attempts and retries, to show a resend is not a retry.
 #[derive(Default)]
@@ -102,19 +89,11 @@ async fn serve(mut stream: TcpStream, after: AfterAnswer, delay: Duration) {
 }
 
 fn get(addr: std::net::SocketAddr) -> OutboundRequest {
-    let (parts, ()) = Request::get(format!("http://{addr}/x"))
+    let request = Request::get(format!("http://{addr}/x"))
         .header("host", addr.to_string())
         .body(())
-        .unwrap()
-        .into_parts();
-    OutboundRequest {
-        upstream: upstream_key(&parts.uri).into(),
-        parts,
-        body: OutboundBody::Empty,
-        signer: Arc::new(Stamp),
-        policy: Arc::new(RoutePolicy::default()),
-        route: Arc::from("pool"),
-    }
+        .unwrap();
+    transport::stamped(request, RoutePolicy::default(), "pool")
 }
 
 async fn text(upstream: &Upstream, addr: std::net::SocketAddr) -> String {

@@ -10,10 +10,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use signet::upstream::{
-    upstream_key, AttemptSigner, ForwardError, NoopObserver, OutboundBody, OutboundRequest,
-    RoutePolicy, SignFailure, TlsSettings, Upstream,
+    ForwardError, NoopObserver, OutboundRequest, RoutePolicy, TlsSettings, Upstream,
 };
 use tokio::net::TcpListener;
+
+mod transport;
 
 /// A test CA (valid for a century) and a leaf for 127.0.0.1 / localhost that it signed.
 const CA_PEM: &str = "\
@@ -93,31 +94,10 @@ async fn tls_server(alpn: &[&[u8]]) -> std::net::SocketAddr {
     addr
 }
 
-/// Stamps a header; these tests are about transport, not signatures.
-struct Stamp;
-
-impl AttemptSigner for Stamp {
-    fn sign(&self, parts: &mut http::request::Parts) -> Result<(), SignFailure> {
-        parts.headers.insert(
-            "x-amz-date",
-            http::HeaderValue::from_static("20260101T000000Z"),
-        );
-        Ok(())
-    }
-}
-
 fn get(uri: String) -> OutboundRequest {
     let mut policy = RoutePolicy::default();
     policy.retry.max_attempts = 1;
-    let (parts, ()) = Request::get(uri).body(()).unwrap().into_parts();
-    OutboundRequest {
-        upstream: upstream_key(&parts.uri).into(),
-        parts,
-        body: OutboundBody::Empty,
-        signer: Arc::new(Stamp),
-        policy: Arc::new(policy),
-        route: Arc::from("tls"),
-    }
+    transport::stamped(Request::get(uri).body(()).unwrap(), policy, "tls")
 }
 
 fn ca_bundle() -> tempfile::NamedTempFile {
