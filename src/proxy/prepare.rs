@@ -62,14 +62,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for value in headers.get_all(header::CONNECTION) {
         let tokens = value.to_str().ok().into_iter().flat_map(|v| v.split(','));
-        for token in tokens.map(str::trim) {
-            // `keep-alive` goes anyway; `close` names no header worth a lookup.
-            if token.is_empty()
-                || token.eq_ignore_ascii_case("keep-alive")
-                || token.eq_ignore_ascii_case("close")
-            {
-                continue;
-            }
+        for token in tokens.map(str::trim).filter(|t| names_a_header(t)) {
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                 doomed.push(name);
             }
@@ -80,18 +73,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether every `Connection` token is `keep-alive` or `close` (options that
-/// name no other header to remove).
+/// Whether no `Connection` token names a header to remove.
 fn names_no_header(headers: &HeaderMap) -> bool {
     headers.get_all(header::CONNECTION).iter().all(|value| {
-        value.to_str().is_ok_and(|v| {
-            v.split(',').map(str::trim).all(|token| {
-                token.is_empty()
-                    || token.eq_ignore_ascii_case("keep-alive")
-                    || token.eq_ignore_ascii_case("close")
-            })
-        })
+        value
+            .to_str()
+            .is_ok_and(|v| !v.split(',').map(str::trim).any(names_a_header))
     })
+}
+
+/// Whether a trimmed `Connection` token names a header to remove: anything
+/// but an empty token, `keep-alive` (removed anyway) and `close` (an option,
+/// not a header).
+fn names_a_header(token: &str) -> bool {
+    !(token.is_empty()
+        || token.eq_ignore_ascii_case("keep-alive")
+        || token.eq_ignore_ascii_case("close"))
 }
 
 /// Prepares the headers of a request bound upstream: drops hop-by-hop headers
