@@ -45,9 +45,10 @@ impl Workers {
         proxy: Arc<Proxy>,
         drain: watch::Receiver<bool>,
     ) -> Result<Self, ServerError> {
-        let mut workers = Vec::with_capacity(count.max(1));
-        let mut done = Vec::with_capacity(count.max(1));
-        for index in 0..count.max(1) {
+        let count = count.max(1);
+        let mut workers = Vec::with_capacity(count);
+        let mut done = Vec::with_capacity(count);
+        for index in 0..count {
             let (connections, incoming) = mpsc::unbounded_channel();
             let open = Arc::new(AtomicUsize::new(0));
             let (finished_tx, finished_rx) = oneshot::channel();
@@ -98,14 +99,13 @@ impl Workers {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let stream = match stream.into_std() {
+        let mut stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "dropping an accepted connection that cannot be handed to a worker");
                 return;
             }
         };
-        let mut stream = stream;
         loop {
             let Some(worker) = self
                 .workers
