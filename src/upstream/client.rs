@@ -75,6 +75,14 @@ struct Pooled {
     used: Instant,
 }
 
+impl Pooled {
+    /// Whether this connection is still worth keeping at `now`: open, and
+    /// handed a request within the idle timeout.
+    fn keep(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.used) < IDLE_TIMEOUT
+    }
+}
+
 /// Open connections of this thread, by (pool, upstream key).
 type ThreadConnections = HashMap<(usize, Arc<str>), Vec<Pooled>, foldhash::fast::RandomState>;
 
@@ -89,7 +97,7 @@ fn checkout(key: &(usize, Arc<str>)) -> Option<Sender> {
         let mut connections = connections.borrow_mut();
         let open = connections.get_mut(key)?;
         let now = Instant::now();
-        open.retain(|c| !c.sender.is_closed() && now.duration_since(c.used) < IDLE_TIMEOUT);
+        open.retain(|c| c.keep(now));
         let found = open.iter().position(|c| match &c.sender {
             Sender::H1(s) => s.is_ready(),
             Sender::H2(_) => true,
@@ -123,7 +131,7 @@ fn checkin(key: (usize, Arc<str>), sender: Sender) {
         });
         if sweep {
             connections.retain(|_, open| {
-                open.retain(|c| !c.sender.is_closed() && now.duration_since(c.used) < IDLE_TIMEOUT);
+                open.retain(|c| c.keep(now));
                 !open.is_empty()
             });
         }
