@@ -283,10 +283,7 @@ impl RouteMetrics {
                 .clone();
             counter.inc();
             if let Ok(mut counters) = self.by_status.write() {
-                if !counters
-                    .iter()
-                    .any(|(m, s, _)| *m == method && *s == status)
-                {
+                if !counters.iter().any(|c| known(&c)) {
                     counters.push((method, status, counter));
                 }
             }
