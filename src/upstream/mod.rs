@@ -1,4 +1,4 @@
-//! The upstream path: one pooled TLS client behind retry, timeout and load-shedding layers.
+//! The upstream path: one pooled TLS client with retries, timeouts and load shedding.
 //!
 //! The proxy hands each prepared request to [`Upstream::send`] as an
 //! [`OutboundRequest`]: the absolute upstream URI and the exact headers to send
@@ -14,7 +14,7 @@
 //! }
 //! ```
 //!
-//! The layers, outermost first (composed in one function, `stack::build`):
+//! The steps, in the order a request takes them ([`Upstream::send`]):
 //!
 //! 1. **shed**: per-upstream (scheme + authority) in-flight limit; past it, an immediate
 //!    [`ForwardError::Shed`] (503 + Retry-After), never a queue. A request counts until
@@ -25,7 +25,7 @@
 //!    throttling and transient error codes (from `x-amzn-ErrorType` or a small JSON/XML
 //!    error body, which is handed back to the client intact). Only replayable bodies are
 //!    retried: buffered ones always, streamed ones only if no byte went out.
-//! 3. **attempt**: one future per attempt that
+//! 3. **attempt** (`attempt::send_attempt`): one future per attempt that
 //!    - signs it with [`AttemptSigner::sign`] afresh (new X-Amz-Date, current
 //!      credentials); an attempt that cannot be signed is never sent;
 //!    - sends it on a pooled connection of this thread (rustls with the `ring` provider,
@@ -38,13 +38,13 @@
 //!
 //! Counters go to an [`UpstreamObserver`] (telemetry implements it for `/metrics`).
 
+mod attempt;
 mod body;
 mod client;
 mod error;
 mod retry;
 mod settings;
 mod shed;
-mod stack;
 
 use std::sync::Arc;
 
@@ -132,10 +132,18 @@ pub struct NoopObserver;
 
 impl UpstreamObserver for NoopObserver {}
 
-/// The upstream client with its layers. Cheap to clone; build once at start.
+/// The upstream client: its connection pool, in-flight counts and retry states.
+/// Cheap to clone; build once at start.
 #[derive(Clone)]
 pub struct Upstream {
-    service: stack::UpstreamService,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: client::Pool,
+    observer: Arc<dyn UpstreamObserver>,
+    in_flight: shed::InFlight,
+    retry_states: retry::RetryStates,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -145,16 +153,20 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Builds the pooled client and the layer stack. Fails only on bad TLS settings
-    /// (unreadable or empty CA bundle). Logs a warning when certificate verification
-    /// is off. Connections are opened lazily, on the first request to each upstream.
+    /// Builds the pooled client. Fails only on bad TLS settings (unreadable or empty
+    /// CA bundle). Logs a warning when certificate verification is off. Connections
+    /// are opened lazily, on the first request to each upstream.
     pub fn new(
         tls: &TlsSettings,
         observer: Arc<dyn UpstreamObserver>,
     ) -> Result<Self, UpstreamError> {
-        let pool = client::Pool::new(tls)?;
         Ok(Self {
-            service: stack::build(pool, observer),
+            shared: Arc::new(Shared {
+                pool: client::Pool::new(tls)?,
+                observer,
+                in_flight: shed::InFlight::default(),
+                retry_states: retry::RetryStates::default(),
+            }),
         })
     }
 
@@ -164,7 +176,16 @@ impl Upstream {
         &self,
         request: OutboundRequest,
     ) -> Result<http::Response<ResponseBody>, ForwardError> {
-        use tower::ServiceExt;
-        self.service.clone().oneshot(request).await
+        let shared = &*self.shared;
+        let permit = shared.in_flight.admit(&request, &*shared.observer)?;
+        let response = retry::send_with_retries(
+            &shared.pool,
+            &shared.observer,
+            &shared.retry_states,
+            request,
+        )
+        .await?;
+        // The request counts as in flight until its response body ends.
+        Ok(response.map(|body| body.with_permit(permit)))
     }
 }

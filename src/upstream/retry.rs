@@ -1,23 +1,22 @@
-//! The retry layer: which outcomes are retried, backoff, the retry budget, Retry-After,
+//! Retries: which outcomes are retried, backoff, the retry budget, Retry-After,
 //! and the adaptive client-side rate limiter.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::future::BoxFuture;
 use http_body::Body;
 use http_body_util::BodyExt;
 use rand::Rng;
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
 
+use super::attempt::{send_attempt, Attempt};
 use super::body::BodySource;
+use super::client::Pool;
 use super::error::{ForwardError, TimeoutKind};
 use super::settings::{RetryMode, RetrySettings};
-use super::stack::Attempt;
 use super::{OutboundRequest, ResponseBody, UpstreamObserver};
 
 /// Largest error body read to find its error code (only with a known length).
@@ -293,31 +292,39 @@ async fn classify_response(
 
 /// The SDKs' retry quota: retries take tokens, successes give some back; an empty
 /// bucket stops retrying so an outage is not multiplied.
+///
+/// Lock-free: every successful request gives tokens back, and while the bucket
+/// is full (the usual case) that is one read and no write.
 #[derive(Debug)]
 struct RetryBudget {
-    tokens: u32,
+    tokens: AtomicU32,
     capacity: u32,
 }
 
 impl RetryBudget {
     fn new(capacity: u32) -> Self {
         Self {
-            tokens: capacity,
+            tokens: AtomicU32::new(capacity),
             capacity,
         }
     }
 
-    fn try_take(&mut self, cost: u32) -> bool {
-        if self.tokens >= cost {
-            self.tokens -= cost;
-            true
-        } else {
-            false
-        }
+    fn try_take(&self, cost: u32) -> bool {
+        self.tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(cost))
+            .is_ok()
     }
 
-    fn give_back(&mut self, amount: u32) {
-        self.tokens = self.tokens.saturating_add(amount).min(self.capacity);
+    fn give_back(&self, amount: u32) {
+        if self.tokens.load(Ordering::Acquire) >= self.capacity {
+            return;
+        }
+        let capacity = self.capacity;
+        let _ = self
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_add(amount).min(capacity))
+            });
     }
 }
 
@@ -434,50 +441,22 @@ impl AdaptiveLimiter {
 /// Retry state shared by all requests of one route to one upstream.
 #[derive(Debug)]
 struct RetryState {
-    budget: Mutex<RetryBudget>,
+    budget: RetryBudget,
     limiter: Mutex<AdaptiveLimiter>,
 }
 
-/// Layer that turns a request into attempts (see the module docs of `upstream`).
-#[derive(Clone)]
-pub(crate) struct RetryLayer {
-    states: Arc<Mutex<RetryStates>>,
-    observer: Arc<dyn UpstreamObserver>,
+type Hasher = foldhash::fast::RandomState;
+
+/// One route's retry states by upstream.
+type ByUpstream = HashMap<Arc<str>, Arc<RetryState>, Hasher>;
+
+/// Retry states by route, then upstream (`scheme://authority`), made on first use.
+#[derive(Debug, Default)]
+pub(crate) struct RetryStates {
+    states: Mutex<HashMap<Arc<str>, ByUpstream, Hasher>>,
 }
 
-/// Retry states by (route, upstream).
-type RetryStates = HashMap<(Arc<str>, Arc<str>), Arc<RetryState>, foldhash::fast::RandomState>;
-
-impl RetryLayer {
-    pub(crate) fn new(observer: Arc<dyn UpstreamObserver>) -> Self {
-        Self {
-            states: Arc::default(),
-            observer,
-        }
-    }
-}
-
-impl<S> Layer<S> for RetryLayer {
-    type Service = Retry<S>;
-
-    fn layer(&self, inner: S) -> Retry<S> {
-        Retry {
-            inner,
-            states: self.states.clone(),
-            observer: self.observer.clone(),
-        }
-    }
-}
-
-/// See [`RetryLayer`].
-#[derive(Clone)]
-pub(crate) struct Retry<S> {
-    inner: S,
-    states: Arc<Mutex<RetryStates>>,
-    observer: Arc<dyn UpstreamObserver>,
-}
-
-impl<S> Retry<S> {
+impl RetryStates {
     fn state(
         &self,
         route: &Arc<str>,
@@ -486,18 +465,22 @@ impl<S> Retry<S> {
     ) -> Arc<RetryState> {
         let make = || {
             Arc::new(RetryState {
-                budget: Mutex::new(RetryBudget::new(settings.budget_capacity)),
+                budget: RetryBudget::new(settings.budget_capacity),
                 limiter: Mutex::new(AdaptiveLimiter::new()),
             })
         };
-        let key = (route.clone(), upstream.clone());
-        match self.states.lock() {
-            Ok(mut states) => match states.get(&key) {
-                Some(state) => state.clone(),
-                None => states.entry(key).or_insert_with(make).clone(),
-            },
-            Err(_) => make(),
+        let Ok(mut states) = self.states.lock() else {
+            return make();
+        };
+        if let Some(state) = states.get(&**route).and_then(|by| by.get(&**upstream)) {
+            return state.clone();
         }
+        states
+            .entry(route.clone())
+            .or_default()
+            .entry(upstream.clone())
+            .or_insert_with(make)
+            .clone()
     }
 }
 
@@ -510,135 +493,113 @@ fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
     copy
 }
 
-impl<S> Service<OutboundRequest> for Retry<S>
-where
-    S: Service<Attempt, Response = http::Response<ResponseBody>, Error = ForwardError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<ResponseBody>;
-    type Error = ForwardError;
-    type Future = BoxFuture<'static, Result<Self::Response, ForwardError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ForwardError>> {
-        // Every attempt drives a clone of the inner service to readiness itself.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: OutboundRequest) -> Self::Future {
-        let OutboundRequest {
-            parts,
-            body,
-            signer,
-            policy,
-            route,
-            upstream,
-        } = request;
-        let state = self.state(&route, &upstream, &policy.retry);
-        let inner = self.inner.clone();
-        let observer = self.observer.clone();
-        Box::pin(async move {
-            let settings = &policy.retry;
-            let deadline = Instant::now() + policy.timeouts.total;
-            let source = BodySource::new(body);
-            let adaptive = settings.mode == RetryMode::Adaptive;
-            let mut taken: Option<u32> = None;
-            let mut number = 1;
-            loop {
-                if adaptive {
-                    wait_for_send_token(&state, deadline, &policy, &route, observer.as_ref())
-                        .await?;
-                }
-                observer.attempt(&route);
-                let (attempt_body, body_sent) = source.attempt_body();
-                let attempt = Attempt {
-                    parts: copy_head(&parts),
-                    body: attempt_body,
-                    body_sent,
-                    signer: signer.clone(),
-                    policy: policy.clone(),
-                    route: route.clone(),
-                    upstream: upstream.clone(),
-                    deadline,
-                };
-                let outcome = match inner.clone().oneshot(attempt).await {
-                    Ok(response) if response.status().as_u16() < 400 => {
-                        Ok((response, Verdict::final_()))
-                    }
-                    // Reading a small error body counts against the total deadline too.
-                    Ok(response) => tokio::time::timeout_at(deadline, classify_response(response))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(ForwardError::timed_out(
-                                &*observer,
-                                &route,
-                                TimeoutKind::Total,
-                                policy.timeouts.total,
-                            ))
-                        }),
-                    Err(error) => Err(error),
-                };
-                let verdict = match &outcome {
-                    Ok((_, verdict)) => verdict.clone(),
-                    Err(error) => judge_error(error),
-                };
-                if adaptive {
-                    if let Ok(mut limiter) = state.limiter.lock() {
-                        limiter.on_response(verdict.throttled, Instant::now());
-                    }
-                }
-                let Some(reason) = verdict.reason.clone() else {
-                    if let Ok((response, _)) = &outcome {
-                        if response.status().is_success() && settings.budget_enabled {
-                            if let Ok(mut budget) = state.budget.lock() {
-                                budget.give_back(taken.unwrap_or(settings.success_refund));
-                            }
-                        }
-                    }
-                    return answer(outcome);
-                };
-                if number >= settings.max_attempts || !source.replayable() {
-                    return answer(outcome);
-                }
-                let mut delay = jittered(backoff_bound(settings, number));
-                if let Some(wanted) = verdict.retry_after {
-                    if wanted > settings.max_backoff {
-                        return answer(outcome);
-                    }
-                    delay = delay.max(wanted);
-                }
-                if Instant::now() + delay >= deadline {
-                    return answer(outcome);
-                }
-                if settings.budget_enabled {
-                    let cost = if verdict.timeout {
-                        settings.timeout_retry_cost
-                    } else {
-                        settings.retry_cost
-                    };
-                    let granted = state
-                        .budget
-                        .lock()
-                        .map(|mut b| b.try_take(cost))
-                        .unwrap_or(false);
-                    if !granted {
-                        observer.budget_exhausted(&route);
-                        tracing::debug!(route = %route, reason = %reason, "retry budget exhausted; returning the upstream's answer");
-                        return answer(outcome);
-                    }
-                    taken = Some(cost);
-                }
-                observer.retry(&route, &reason);
-                observer.backoff(&route, delay);
-                tracing::debug!(route = %route, attempt = number, reason = %reason, delay_ms = delay.as_millis() as u64, "retrying");
-                // Release the failed attempt (and its connection) before sleeping.
-                drop(outcome);
-                tokio::time::sleep(delay).await;
-                number += 1;
+/// Sends `request` as one or more attempts (see the module docs of `upstream`):
+/// retries what is worth retrying while the body can be replayed, the attempts
+/// allow, the retry budget has tokens and the total deadline leaves time.
+pub(crate) async fn send_with_retries(
+    pool: &Pool,
+    observer: &Arc<dyn UpstreamObserver>,
+    states: &RetryStates,
+    request: OutboundRequest,
+) -> Result<http::Response<ResponseBody>, ForwardError> {
+    let OutboundRequest {
+        parts,
+        body,
+        signer,
+        policy,
+        route,
+        upstream,
+    } = request;
+    let state = states.state(&route, &upstream, &policy.retry);
+    let settings = &policy.retry;
+    let deadline = Instant::now() + policy.timeouts.total;
+    let source = BodySource::new(body);
+    let adaptive = settings.mode == RetryMode::Adaptive;
+    let mut taken: Option<u32> = None;
+    let mut number = 1;
+    loop {
+        if adaptive {
+            wait_for_send_token(&state, deadline, &policy, &route, observer.as_ref()).await?;
+        }
+        observer.attempt(&route);
+        let (attempt_body, body_sent) = source.attempt_body();
+        let attempt = Attempt {
+            parts: copy_head(&parts),
+            body: attempt_body,
+            body_sent,
+            signer: signer.as_ref(),
+            policy: &policy,
+            route: &route,
+            upstream: &upstream,
+            deadline,
+        };
+        let outcome = match send_attempt(pool, observer, attempt).await {
+            Ok(response) if response.status().as_u16() < 400 => Ok((response, Verdict::final_())),
+            // Reading a small error body counts against the total deadline too.
+            Ok(response) => tokio::time::timeout_at(deadline, classify_response(response))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ForwardError::timed_out(
+                        &**observer,
+                        &route,
+                        TimeoutKind::Total,
+                        policy.timeouts.total,
+                    ))
+                }),
+            Err(error) => Err(error),
+        };
+        let verdict = match &outcome {
+            Ok((_, verdict)) => verdict.clone(),
+            Err(error) => judge_error(error),
+        };
+        if adaptive {
+            if let Ok(mut limiter) = state.limiter.lock() {
+                limiter.on_response(verdict.throttled, Instant::now());
             }
-        })
+        }
+        let Some(reason) = verdict.reason.clone() else {
+            if let Ok((response, _)) = &outcome {
+                if response.status().is_success() && settings.budget_enabled {
+                    state
+                        .budget
+                        .give_back(taken.unwrap_or(settings.success_refund));
+                }
+            }
+            return answer(outcome);
+        };
+        if number >= settings.max_attempts || !source.replayable() {
+            return answer(outcome);
+        }
+        let mut delay = jittered(backoff_bound(settings, number));
+        if let Some(wanted) = verdict.retry_after {
+            if wanted > settings.max_backoff {
+                return answer(outcome);
+            }
+            delay = delay.max(wanted);
+        }
+        if Instant::now() + delay >= deadline {
+            return answer(outcome);
+        }
+        if settings.budget_enabled {
+            let cost = if verdict.timeout {
+                settings.timeout_retry_cost
+            } else {
+                settings.retry_cost
+            };
+            if !state.budget.try_take(cost) {
+                observer.budget_exhausted(&route);
+                tracing::debug!(route = %route, reason = %reason, "retry budget exhausted; returning the upstream's answer");
+                return answer(outcome);
+            }
+            taken = Some(cost);
+        }
+        observer.retry(&route, &reason);
+        observer.backoff(&route, delay);
+        tracing::debug!(route = %route, attempt = number, reason = %reason, delay_ms = delay.as_millis() as u64, "retrying");
+        // Release the failed attempt (and its connection) before sleeping.
+        drop(outcome);
+        tokio::time::sleep(delay).await;
+        number += 1;
     }
 }
 
@@ -824,12 +785,14 @@ mod tests {
 
     #[test]
     fn budget_refuses_when_empty_and_refills_to_capacity() {
-        let mut b = RetryBudget::new(12);
+        let b = RetryBudget::new(12);
         assert!(b.try_take(5));
         assert!(b.try_take(5));
         assert!(!b.try_take(5));
+        b.give_back(1);
+        assert_eq!(b.tokens.load(Ordering::Relaxed), 3);
         b.give_back(100);
-        assert_eq!(b.tokens, 12);
+        assert_eq!(b.tokens.load(Ordering::Relaxed), 12);
     }
 
     #[test]

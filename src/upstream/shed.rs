@@ -5,16 +5,11 @@
 //! so a request counts until its body has been streamed to the end (or dropped).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use tower::{Layer, Service};
 
 use super::error::ForwardError;
-use super::{OutboundRequest, ResponseBody, UpstreamObserver};
+use super::{OutboundRequest, UpstreamObserver};
 
 /// In-flight counters, one per upstream (`scheme://authority`).
 #[derive(Default)]
@@ -32,6 +27,26 @@ impl Drop for InFlightPermit {
 }
 
 impl InFlight {
+    /// Admits `request` if its upstream is below the route's
+    /// `limits.max_in_flight`; otherwise counts the shedding and answers with
+    /// [`ForwardError::Shed`] at once.
+    pub(crate) fn admit(
+        &self,
+        request: &OutboundRequest,
+        observer: &dyn UpstreamObserver,
+    ) -> Result<InFlightPermit, ForwardError> {
+        let limits = &request.policy.limits;
+        self.try_acquire(&request.upstream, limits.max_in_flight)
+            .ok_or_else(|| {
+                observer.shed(&request.route);
+                tracing::debug!(route = %request.route, upstream = %request.upstream, limit = limits.max_in_flight, "shedding request: upstream at its in-flight limit");
+                ForwardError::Shed {
+                    in_flight: limits.max_in_flight,
+                    retry_after: limits.shed_retry_after,
+                }
+            })
+    }
+
     /// Takes a place for `upstream` if fewer than `limit` requests are in flight.
     pub(crate) fn try_acquire(&self, upstream: &str, limit: usize) -> Option<InFlightPermit> {
         let counter = {
@@ -63,110 +78,6 @@ pub fn upstream_key(uri: &http::Uri) -> String {
         uri.scheme_str().unwrap_or("http"),
         uri.authority().map(|a| a.as_str()).unwrap_or("")
     )
-}
-
-/// Layer that sheds requests past the route's `limits.max_in_flight` per upstream.
-#[derive(Clone)]
-pub(crate) struct ShedLayer {
-    in_flight: Arc<InFlight>,
-    observer: Arc<dyn UpstreamObserver>,
-}
-
-impl ShedLayer {
-    pub(crate) fn new(observer: Arc<dyn UpstreamObserver>) -> Self {
-        Self {
-            in_flight: Arc::default(),
-            observer,
-        }
-    }
-}
-
-impl<S> Layer<S> for ShedLayer {
-    type Service = Shed<S>;
-
-    fn layer(&self, inner: S) -> Shed<S> {
-        Shed {
-            inner,
-            in_flight: self.in_flight.clone(),
-            observer: self.observer.clone(),
-        }
-    }
-}
-
-/// See [`ShedLayer`].
-#[derive(Clone)]
-pub(crate) struct Shed<S> {
-    inner: S,
-    in_flight: Arc<InFlight>,
-    observer: Arc<dyn UpstreamObserver>,
-}
-
-impl<S> Service<OutboundRequest> for Shed<S>
-where
-    S: Service<OutboundRequest, Response = http::Response<ResponseBody>, Error = ForwardError>,
-{
-    type Response = http::Response<ResponseBody>;
-    type Error = ForwardError;
-    type Future = ShedFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ForwardError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: OutboundRequest) -> Self::Future {
-        let limits = &request.policy.limits;
-        let Some(permit) = self
-            .in_flight
-            .try_acquire(&request.upstream, limits.max_in_flight)
-        else {
-            self.observer.shed(&request.route);
-            tracing::debug!(route = %request.route, upstream = %request.upstream, limit = limits.max_in_flight, "shedding request: upstream at its in-flight limit");
-            return ShedFuture::Shed {
-                error: Some(ForwardError::Shed {
-                    in_flight: limits.max_in_flight,
-                    retry_after: limits.shed_retry_after,
-                }),
-            };
-        };
-        ShedFuture::Admitted {
-            future: self.inner.call(request),
-            permit: Some(permit),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The answer of [`Shed`]: the inner answer with the permit moved onto its body,
-    /// or the shedding error at once.
-    #[project = ShedProjection]
-    pub(crate) enum ShedFuture<F> {
-        /// Admitted: the permit travels with the response body.
-        Admitted { #[pin] future: F, permit: Option<InFlightPermit> },
-        /// Shed.
-        Shed { error: Option<ForwardError> },
-    }
-}
-
-impl<F> Future for ShedFuture<F>
-where
-    F: Future<Output = Result<http::Response<ResponseBody>, ForwardError>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ShedProjection::Admitted { future, permit } => {
-                let response = std::task::ready!(future.poll(cx))?;
-                Poll::Ready(Ok(match permit.take() {
-                    Some(permit) => response.map(|body| body.with_permit(permit)),
-                    None => response,
-                }))
-            }
-            ShedProjection::Shed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                ForwardError::InvalidRequest("polled after completion".into())
-            }))),
-        }
-    }
 }
 
 #[cfg(test)]
