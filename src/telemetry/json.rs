@@ -18,6 +18,7 @@ use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::logging::{AccessRecord, ACCESS_TARGET};
 use crate::sigv4::AmzDate;
 
 /// Formats events as single-line JSON objects (see the module docs).
@@ -72,6 +73,48 @@ where
         line.push_str("}\n");
         writer.write_str(&line)
     }
+}
+
+/// Writes the access line of `rec` whose path `path` is already redacted: the
+/// object the access event renders as through [`JsonLines`] (same keys, order
+/// and escaping), without a tracing event. The access log takes this path when
+/// signet's own JSON output is installed ([`super::logging::access_log`]).
+pub(crate) fn write_access_line(
+    out: &mut String,
+    rec: &AccessRecord<'_>,
+    path: &str,
+    now: SystemTime,
+) -> fmt::Result {
+    out.push_str("{\"timestamp\":\"");
+    write_timestamp(out, now)?;
+    out.push_str("\",\"level\":\"INFO\",\"message\":\"request\",\"route\":");
+    write_string(out, rec.route)?;
+    out.push_str(",\"service\":");
+    write_string(out, rec.service)?;
+    out.push_str(",\"region\":");
+    write_string(out, rec.region)?;
+    out.push_str(",\"method\":");
+    write_string(out, rec.method)?;
+    out.push_str(",\"path\":");
+    write_string(out, path)?;
+    let mut number = itoa::Buffer::new();
+    out.push_str(",\"status\":");
+    out.push_str(number.format(rec.status));
+    out.push_str(",\"attempts\":");
+    out.push_str(number.format(rec.attempts));
+    out.push_str(",\"latency_ms\":");
+    let latency = rec.latency.as_secs_f64() * 1000.0;
+    out.push_str(ryu::Buffer::new().format_finite(latency));
+    out.push_str(",\"bytes_in\":");
+    out.push_str(number.format(rec.bytes_in));
+    out.push_str(",\"bytes_out\":");
+    out.push_str(number.format(rec.bytes_out));
+    out.push_str(",\"upstream_request_id\":");
+    write_string(out, rec.upstream_request_id.unwrap_or("-"))?;
+    out.push_str(",\"target\":");
+    write_string(out, ACCESS_TARGET)?;
+    out.push_str("}\n");
+    Ok(())
 }
 
 /// Writes each field as `,"name":value`.
@@ -272,6 +315,13 @@ mod tests {
     }
 
     fn capture(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        capture_text(f)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    fn capture_text(f: impl FnOnce()) -> String {
         let out = Capture::default();
         let writer = out.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -282,9 +332,55 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, f);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
+        text
+    }
+
+    /// The line without its timestamp's value.
+    fn untimed(line: &str) -> String {
+        let rest = line.split_once(r#""level":"#).unwrap().1;
+        format!("{{{rest}")
+    }
+
+    #[test]
+    fn direct_access_lines_match_the_access_event_byte_for_byte() {
+        let records = [
+            AccessRecord {
+                route: "s3 \"prod\"",
+                service: "s3",
+                region: "eu-west-1",
+                method: "GET",
+                path: "/b/k\u{1}é?X-Amz-Signature=abc&x=\"1\"",
+                status: 200,
+                attempts: 2,
+                latency: Duration::from_micros(1_503),
+                bytes_in: 0,
+                bytes_out: 42,
+                upstream_request_id: Some("REQ\\123"),
+            },
+            AccessRecord {
+                route: "-",
+                service: "-",
+                region: "-",
+                method: "PATCH",
+                path: "/",
+                status: 404,
+                attempts: 0,
+                latency: Duration::from_secs(3),
+                bytes_in: u64::MAX,
+                bytes_out: 0,
+                upstream_request_id: None,
+            },
+        ];
+        for rec in &records {
+            let event = capture_text(|| super::super::logging::access_log(rec));
+            let path = super::super::logging::redact_query(rec.path);
+            let mut direct = String::new();
+            write_access_line(&mut direct, rec, &path, SystemTime::now()).unwrap();
+            assert_eq!(untimed(&direct), untimed(&event));
+            let v: serde_json::Value = serde_json::from_str(&direct).unwrap();
+            assert_eq!(v["route"], rec.route);
+            assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        }
     }
 
     #[test]

@@ -217,6 +217,10 @@ pub fn init_layered(
     subscriber(filter, format, out.clone())
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
+    if format == LogFormat::Json {
+        // Set once: the subscriber above can only be installed once per process.
+        let _ = ACCESS_LINES.set(out.clone());
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (flusher, stopped) = (out.clone(), stop.clone());
     std::thread::Builder::new()
@@ -259,9 +263,20 @@ pub struct AccessRecord<'a> {
     pub upstream_request_id: Option<&'a str>,
 }
 
-/// Emits the one access-log event for a request (target
-/// [`ACCESS_TARGET`], level INFO), with the path's presigning secrets redacted.
+/// Logs the one access line of a request (target [`ACCESS_TARGET`], level
+/// INFO), with the path's presigning secrets redacted.
+///
+/// Under the process-wide JSON output the line is written straight into it;
+/// otherwise (human-readable output, a subscriber a test installed) it is a
+/// tracing event with the same fields, which [`super::json::JsonLines`]
+/// renders identically.
 pub fn access_log(rec: &AccessRecord<'_>) {
+    if let Some(out) = ACCESS_LINES.get() {
+        if tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+            write_access_line(out, rec);
+        }
+        return;
+    }
     let path = redact_query(rec.path);
     tracing::info!(
         target: ACCESS_TARGET,
@@ -278,6 +293,26 @@ pub fn access_log(rec: &AccessRecord<'_>) {
         upstream_request_id = rec.upstream_request_id.unwrap_or("-"),
         "request"
     );
+}
+
+/// The process-wide JSON output [`init_layered`] installed, if any. Access
+/// lines go into it directly: formatted by [`super::json::write_access_line`]
+/// into a per-thread buffer and copied in one piece, without a tracing event.
+static ACCESS_LINES: std::sync::OnceLock<BufferedStdout> = std::sync::OnceLock::new();
+
+fn write_access_line(out: &BufferedStdout, rec: &AccessRecord<'_>) {
+    thread_local! {
+        static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+    }
+    let path = redact_query(rec.path);
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        let now = std::time::SystemTime::now();
+        if super::json::write_access_line(line, rec, &path, now).is_ok() {
+            // A failed write to stdout has nowhere to be reported.
+            let _ = std::io::Write::write_all(&mut *out.lock(), line.as_bytes());
+        }
+    });
 }
 
 /// The AWS request id of an upstream response: `x-amzn-RequestId` (most JSON
