@@ -118,7 +118,7 @@ fn checkout(key: &(usize, Arc<str>)) -> Option<Sender> {
 /// Every [`SWEEP_EVERY`] check-ins the whole map is swept of closed and
 /// long-unused connections, so upstreams no longer asked for (host-routed
 /// requests name many) do not keep theirs.
-fn checkin(key: (usize, Arc<str>), sender: Sender) {
+fn checkin(key: &(usize, Arc<str>), sender: Sender) {
     thread_local! {
         static CHECKINS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
@@ -135,10 +135,11 @@ fn checkin(key: (usize, Arc<str>), sender: Sender) {
                 !open.is_empty()
             });
         }
-        connections
-            .entry(key)
-            .or_default()
-            .push(Pooled { sender, used: now });
+        let pooled = Pooled { sender, used: now };
+        match connections.get_mut(key) {
+            Some(open) => open.push(pooled),
+            None => connections.entry(key.clone()).or_default().push(pooled),
+        }
     });
 }
 
@@ -202,7 +203,7 @@ impl Pool {
         route: &Arc<str>,
         upstream: &Arc<str>,
     ) -> Result<
-        impl Future<Output = Result<http::Response<ResponseBody>, ForwardError>>,
+        impl Future<Output = Result<http::Response<ResponseBody>, ForwardError>> + '_,
         ForwardError,
     > {
         let (Some(authority), Some(_)) = (parts.uri.authority().cloned(), parts.uri.scheme())
@@ -220,7 +221,6 @@ impl Pool {
         // The connection decides h1 or h2 (ALPN); the request must not pin one.
         parts.version = http::Version::HTTP_11;
         let key = (self.id, upstream.clone());
-        let connector = self.connector(timeouts.connect);
         let (idle, connect, observer, route) = (
             timeouts.idle,
             timeouts.connect,
@@ -238,10 +238,12 @@ impl Pool {
                     Some(sender) => (sender, true),
                     // Boxed: opening a connection is rare, and its future (TLS and
                     // h2 handshakes) is large to carry in every request's state.
-                    None => match Box::pin(open(connector.clone(), request.uri().clone())).await {
-                        Ok(sender) => (sender, false),
-                        Err(error) => break Err(error),
-                    },
+                    None => {
+                        match Box::pin(open(self.connector(connect), request.uri().clone())).await {
+                            Ok(sender) => (sender, false),
+                            Err(error) => break Err(error),
+                        }
+                    }
                 };
                 match exchange(sender, request, &key, !reused).await {
                     Ok(response) => break Ok(response),
@@ -325,7 +327,7 @@ async fn exchange(
                 .unwrap_or_else(|| http::Uri::from_static("/"));
             let absolute = std::mem::replace(request.uri_mut(), origin);
             let pending = s.try_send_request(request);
-            checkin(key.clone(), Sender::H1(s));
+            checkin(key, Sender::H1(s));
             pending.await.map_err(|mut e| {
                 let unsent = e.take_message().map(|mut r| {
                     *r.uri_mut() = absolute;
@@ -340,7 +342,7 @@ async fn exchange(
             }
             let pending = s.try_send_request(request);
             if opened {
-                checkin(key.clone(), Sender::H2(s));
+                checkin(key, Sender::H2(s));
             }
             pending
                 .await
