@@ -142,6 +142,15 @@ fn run_worker(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // This worker's connections watch a drain signal of their own, relayed
+        // from the process-wide one: a connection checks it whenever its task
+        // wakes, and a channel only this thread touches keeps that check local.
+        let (local_tx, local_drain) = watch::channel(false);
+        let mut global = drain;
+        tokio::spawn(async move {
+            drained(&mut global).await;
+            let _ = local_tx.send(true);
+        });
         // Every connection task holds a receiver; all gone = all connections closed.
         let (closed_tx, closed_rx) = watch::channel(());
         while let Some(stream) = incoming.recv().await {
@@ -153,7 +162,12 @@ fn run_worker(
                     continue;
                 }
             };
-            let task = serve_connection(stream, proxy.clone(), drain.clone(), closed_rx.clone());
+            let task = serve_connection(
+                stream,
+                proxy.clone(),
+                local_drain.clone(),
+                closed_rx.clone(),
+            );
             tokio::spawn(async move {
                 task.await;
                 drop(open);
@@ -193,6 +207,7 @@ async fn serve_connection(
     let mut draining = false;
     loop {
         tokio::select! {
+            biased;
             result = connection.as_mut() => {
                 if let Err(e) = result {
                     tracing::trace!(error = %e, "client connection ended with an error");
