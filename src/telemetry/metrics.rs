@@ -224,8 +224,8 @@ pub struct Metrics {
     timeouts: Family<TimeoutLabels, Counter>,
     shed: Family<RouteLabels, Counter>,
     credentials: Arc<RwLock<Vec<CredentialGauge>>>,
-    /// Each route's handles into the per-route families, made on first use.
-    routes: RwLock<HashMap<Arc<str>, Arc<RouteMetrics>, foldhash::fast::RandomState>>,
+    /// Tells this instance's handles from another's in the per-thread caches.
+    id: u64,
 }
 
 /// One route's series, looked up once: recording through these handles takes
@@ -408,35 +408,43 @@ impl Metrics {
             timeouts,
             shed,
             credentials,
-            routes: RwLock::default(),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 
-    /// The handles of `route`'s series (made on the first call for a route).
+    /// The handles of `route`'s series.
+    ///
+    /// Each thread keeps its own handles (made on its first call for a route):
+    /// the series are shared, but a request's clones and drops of its handle
+    /// stay on the thread serving it.
     pub fn route(&self, route: &str) -> Arc<RouteMetrics> {
-        let cached = match self.routes.read() {
-            Ok(routes) => routes.get(route).cloned(),
-            Err(poisoned) => poisoned.into_inner().get(route).cloned(),
-        };
-        if let Some(found) = cached {
-            return found;
+        type ByRoute = HashMap<Box<str>, Arc<RouteMetrics>, foldhash::fast::RandomState>;
+        thread_local! {
+            static HANDLES: std::cell::RefCell<HashMap<u64, ByRoute, foldhash::fast::RandomState>> =
+                std::cell::RefCell::default();
         }
-        let labels = self::route(route);
-        let made = Arc::new(RouteMetrics {
-            route: route.to_owned(),
-            requests: self.requests.clone(),
-            by_status: RwLock::default(),
-            duration: self.duration.get_or_create(&labels).clone(),
-            in_flight: self.in_flight.get_or_create(&labels).clone(),
-            bytes_in: self.bytes_in.get_or_create(&labels).clone(),
-            bytes_out: self.bytes_out.get_or_create(&labels).clone(),
-            attempts: self.attempts.get_or_create(&labels).clone(),
-        });
-        let mut routes = match self.routes.write() {
-            Ok(routes) => routes,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        routes.entry(Arc::from(route)).or_insert(made).clone()
+        HANDLES.with_borrow_mut(|handles| {
+            let handles = handles.entry(self.id).or_default();
+            if let Some(found) = handles.get(route) {
+                return found.clone();
+            }
+            let labels = self::route(route);
+            let made = Arc::new(RouteMetrics {
+                route: route.to_owned(),
+                requests: self.requests.clone(),
+                by_status: RwLock::default(),
+                duration: self.duration.get_or_create(&labels).clone(),
+                in_flight: self.in_flight.get_or_create(&labels).clone(),
+                bytes_in: self.bytes_in.get_or_create(&labels).clone(),
+                bytes_out: self.bytes_out.get_or_create(&labels).clone(),
+                attempts: self.attempts.get_or_create(&labels).clone(),
+            });
+            handles.insert(route.into(), made.clone());
+            made
+        })
     }
 
     /// Renders every metric in the text exposition format.
