@@ -22,6 +22,11 @@
 #                stream with UNSIGNED-PAYLOAD), JSON access log (info) to a file.
 #        signet-quiet  the same with --log-level warn (no access log), to show
 #                what the per-request log costs.
+#        hyper-floor   examples/hyper_floor.rs: a bare hyper proxy with signet's
+#                threading and per-thread upstream pool, and nothing else (no
+#                routing, signing, header policy, retries, log or metrics).
+#                The floor of signet's HTTP stack: signet's cost above it is
+#                signet's own work per request.
 #        sink    bench/sink.py: reads upload bodies to the end and answers their
 #                byte count and SHA-256 (signet routes /upload there).
 #      Both nginx instances run `worker_processes auto` (one per core), and
@@ -49,7 +54,8 @@
 # CONNECTIONS (32), THREADS (2, wrk threads), BIG_MIB (512), STRICT (1: exit 3
 # when a goal is missed), PACE_MS (2), PACED_ROUNDS (3), BENCH_SIGNET_BIN (use
 # this binary instead of building; not SIGNET_*, which signet reads as its own
-# configuration). With the defaults the measuring takes about 7 minutes, plus
+# configuration; hyper-floor is then skipped unless BENCH_FLOOR_BIN names its
+# binary). With the defaults the measuring takes about 7 minutes, plus
 # however long cargo needs. Every process started here is stopped on exit.
 # The load generator, nginx and signet share the machine's cores.
 
@@ -128,10 +134,14 @@ if [[ -n ${BENCH_SIGNET_BIN:-} ]]; then
 else
     step="building signet (cargo build --release)"
     log "$step"
-    (cd "$repo" && cargo build --release --quiet --bin signet) || die "cargo build --release failed"
+    (cd "$repo" && cargo build --release --quiet --bin signet --example hyper_floor) ||
+        die "cargo build --release failed"
     SIGNET=$repo/target/release/signet
+    BENCH_FLOOR_BIN=${BENCH_FLOOR_BIN:-$repo/target/release/examples/hyper_floor}
 fi
 [[ -x $SIGNET ]] || die "$SIGNET not found after the build"
+FLOOR=${BENCH_FLOOR_BIN:-}
+[[ -z $FLOOR || -x $FLOOR ]] || die "BENCH_FLOOR_BIN=$FLOOR is not an executable"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -166,6 +176,7 @@ signet_port=$(free_port)
 signet_admin=$(free_port)
 quiet_port=$(free_port)
 quiet_admin=$(free_port)
+floor_port=$(free_port)
 
 user_line=""
 [[ $(id -u) == 0 ]] && user_line="user root root;"
@@ -315,6 +326,15 @@ declare -A target_url=(
     [signet-quiet]="http://127.0.0.1:$quiet_port"
 )
 targets=(origin hop signet signet-quiet)
+if [[ -n $FLOOR ]]; then
+    step="starting the hyper floor"
+    "$FLOOR" "127.0.0.1:$floor_port" "127.0.0.1:$origin_port" >"$work/hyper-floor.log" 2>&1 &
+    pids+=($!)
+    floor_pid=$!
+    target_url[hyper-floor]="http://127.0.0.1:$floor_port"
+    wait_ready "${target_url[hyper-floor]}/small" "$floor_pid" "hyper floor"
+    targets=(origin hop hyper-floor signet signet-quiet)
+fi
 
 step="checking every path answers as expected"
 for t in "${targets[@]}"; do
@@ -332,7 +352,7 @@ for t in "${targets[@]}"; do
     esac
     [[ $got == "$want" ]] || die "POST /check via $t answered '$got', expected '$want'"
 done
-log "origin, hop and both signets answer; signet signs the POST with its body's SHA-256"
+log "${targets[*]} answer; signet signs the POST with its body's SHA-256"
 
 # --- 3. memory -------------------------------------------------------------
 status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
@@ -420,6 +440,7 @@ declare -A target_pids=(
     [hop]="$(pgrep -P "$hop_master" | tr '\n' ' ')"
     [signet]=$signet_pid
     [signet-quiet]=$quiet_pid
+    [hyper-floor]=${floor_pid:-}
 )
 clk_tck=$(getconf CLK_TCK)
 # cpu_ticks PID... -> "<user ticks> <system ticks>" summed over the processes
@@ -509,7 +530,7 @@ for w in dict.fromkeys(r["workload"] for r in rows):
 print("goal: signet >= 0.8x hop req/s, signet p99 <= hop p99")
 missed = 0
 for w in dict.fromkeys(r["workload"] for r in rows):
-    for t in ("signet", "signet-quiet"):
+    for t in (t for t in ("hyper-floor", "signet", "signet-quiet") if (w, t) in med):
         s, h = med[w, t], med[w, "hop"]
         ratio = s["req_per_s"] / h["req_per_s"]
         ok_tp, ok_p99 = ratio >= 0.8, s["p99_ms"] <= h["p99_ms"]
@@ -519,7 +540,7 @@ for w in dict.fromkeys(r["workload"] for r in rows):
               f"p99 {s['p99_ms']:.2f} vs hop {h['p99_ms']:.2f} ms ({'met' if ok_p99 else 'MISSED'}), "
               f"CPU per request {s['cpu'] / h['cpu']:.2f}x hop's")
 print("CPU us/req: CPU time of the target's own processes (origin: the origin's nginx workers;")
-print("hop: the hop's workers; signet: all its threads) divided by requests served.")
+print("hop: the hop's workers; signet, hyper-floor: all its threads) divided by requests served.")
 open(sys.argv[1] + ".missed", "w").write(str(missed))
 PY
     echo
