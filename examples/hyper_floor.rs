@@ -1,7 +1,10 @@
 //! The floor of signet's HTTP stack: a bare hyper reverse proxy with signet's
 //! threading (one single-threaded tokio runtime per worker thread, one pool of
 //! upstream HTTP/1.1 connections per thread) and nothing else: no routing, no
-//! signing, no header policy, no retries, no log, no metrics.
+//! signing, no header policy, no retries, no log, no metrics. One difference
+//! in how connections arrive: each worker accepts on its own copy of the
+//! listener, where signet hands each accepted connection to its least busy
+//! worker.
 //!
 //! `bench/load.sh` runs it as the `hyper-floor` target, beside the nginx hop and
 //! signet, to show how much of signet's cost per request is the stack itself.
@@ -66,6 +69,8 @@ fn worker(listener: std::net::TcpListener, upstream: SocketAddr) -> std::io::Res
         let listener = TcpListener::from_std(listener)?;
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors or similar: wait instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
             let _ = stream.set_nodelay(true);
