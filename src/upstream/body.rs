@@ -1,7 +1,7 @@
 //! Bodies on both sides of an attempt.
 //!
 //! - [`ResponseBody`]: the upstream's response body, streamed frame by frame with an
-//!   idle timeout between frames; it also holds the in-flight permit of the shed layer
+//!   idle timeout between frames; it also holds the in-flight permit from load shedding
 //!   so a request counts until its body ends.
 //! - `AttemptBody`: one attempt's request body. A streamed body lives in a shared
 //!   `StreamSlot`; an attempt takes it on first poll and, if it never yielded a byte,

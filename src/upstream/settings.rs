@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 /// Longest duration any upstream setting accepts (one day); longer values are typos.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// How the retry layer paces attempts.
+/// How retries pace attempts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RetryMode {
