@@ -271,3 +271,145 @@ async fn sighup_with_a_bad_file_keeps_the_running_configuration() {
     );
     assert!(up.rejected().is_empty());
 }
+
+/// A config with one route to `upstream` and the given client idle timeout.
+fn idle_config(upstream: &str, idle_timeout: &str) -> String {
+    format!(
+        "[connections]\nidle_timeout = \"{idle_timeout}\"\n{}",
+        one_route_config(upstream, "sqs", "us-east-1", "")
+    )
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body off `stream`;
+/// returns its head.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before a whole response");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("content-length");
+        if buf.len() >= end + 4 + length {
+            return head;
+        }
+    }
+}
+
+/// Waits until the peer closes `stream` (read returns 0 or the connection
+/// resets) and returns how long that took; fails after `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut chunk = [0u8; 1024];
+    match tokio::time::timeout_at((start + limit).into(), stream.read(&mut chunk)).await {
+        Err(_) => panic!("still open after {limit:?}"),
+        Ok(Ok(0)) | Ok(Err(_)) => start.elapsed(),
+        Ok(Ok(n)) => panic!(
+            "unexpected bytes: {:?}",
+            String::from_utf8_lossy(&chunk[..n])
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start().await;
+    let signet = Signet::start(&idle_config(&up.url(), "400ms"));
+    let mut stream = tokio::net::TcpStream::connect(signet.addr).await.unwrap();
+    for path in ["/one", "/two"] {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n", signet.addr);
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let head = read_response(&mut stream).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        // Shorter pauses than the timeout keep the connection open.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let idle =
+        closed_within(&mut stream, Duration::from_secs(5)).await + Duration::from_millis(150);
+    assert!(
+        idle >= Duration::from_millis(350),
+        "closed after {idle:?} idle, before the 400 ms timeout"
+    );
+    assert_eq!(up.seen().len(), 2);
+    assert!(up.rejected().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_its_request_head_slowly_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start().await;
+    let signet = Signet::start(&idle_config(&up.url(), "400ms"));
+    let mut stream = tokio::net::TcpStream::connect(signet.addr).await.unwrap();
+    let start = Instant::now();
+    stream
+        .write_all(format!("GET /slowloris HTTP/1.1\r\nhost: {}\r\n", signet.addr).as_bytes())
+        .await
+        .unwrap();
+    // One header line every 100 ms: bytes keep arriving, the head never ends.
+    let mut closed = false;
+    for i in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if stream
+            .write_all(format!("x-drip-{i}: 1\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+    }
+    if !closed {
+        closed_within(&mut stream, Duration::from_secs(1)).await;
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(4),
+        "closed after {took:?}"
+    );
+    assert!(up.seen().is_empty(), "nothing was forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_answers_and_streams_with_long_pauses_are_not_idle() {
+    let slow = slow_upstream(Duration::from_millis(1200)).await;
+    let signet = Signet::start(&idle_config(&slow.url(), "300ms"));
+    let (status, _, _) = get(&format!("{}/slow", signet.url())).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "waiting for the upstream is not idle"
+    );
+
+    let stream_up = streaming_upstream(3, Duration::from_millis(700)).await;
+    let signet = Signet::start(&idle_config(&stream_up.url(), "300ms"));
+    let resp = client()
+        .request(
+            Request::post(format!("{}/stream", signet.url()))
+                .body(full("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("the stream is not cut between events")
+        .to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    );
+}

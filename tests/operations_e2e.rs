@@ -297,6 +297,10 @@ fn bad_configuration_refuses_to_start_naming_the_key() {
             "[[routes]]\nname = \"a\"\nupstream = \"ftp://x\"\nservice = \"sqs\"\nregion = \"us-east-1\"\n",
             "routes[0].upstream",
         ),
+        (
+            "[connections]\nidle_timeout = \"10ms\"\n",
+            "connections.idle_timeout: must be between 100ms and 1h",
+        ),
     ];
     for (config, key) in cases {
         std::fs::write(&path, config).unwrap();

@@ -17,6 +17,10 @@ pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// How long in-flight requests may finish after SIGTERM/SIGINT.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a client connection may stay idle (no request in progress, or a
+/// request head still arriving) before signet closes it.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Largest request body a `signed` payload buffers (16 MiB).
 pub const BODY_CAP: u64 = 16 * 1024 * 1024;
 

@@ -22,6 +22,7 @@ pub(super) struct FileSettings {
     pub admin: AdminFile,
     pub log: LogFile,
     pub shutdown: ShutdownFile,
+    pub connections: ConnectionsFile,
     pub tls: TlsSettings,
     pub credentials: BTreeMap<String, SourceSettings>,
     pub defaults: DefaultsFile,
@@ -36,6 +37,7 @@ impl Default for FileSettings {
             admin: AdminFile::default(),
             log: LogFile::default(),
             shutdown: ShutdownFile::default(),
+            connections: ConnectionsFile::default(),
             tls: TlsSettings::default(),
             credentials: BTreeMap::new(),
             defaults: DefaultsFile::default(),
@@ -85,6 +87,21 @@ impl Default for ShutdownFile {
     fn default() -> Self {
         Self {
             drain_timeout: defaults::DRAIN_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct ConnectionsFile {
+    #[serde(with = "duration_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionsFile {
+    fn default() -> Self {
+        Self {
+            idle_timeout: defaults::CLIENT_IDLE_TIMEOUT,
         }
     }
 }

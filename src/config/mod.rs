@@ -57,6 +57,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
+    /// Client connections.
+    pub connections: ConnectionSettings,
     /// TLS of the upstream client (process-wide).
     pub tls: TlsSettings,
     /// Named credential sources; always holds `default`.
@@ -105,6 +107,15 @@ pub struct ShutdownSettings {
     /// How long in-flight requests may finish after SIGTERM/SIGINT.
     #[serde(with = "duration_serde")]
     pub drain_timeout: Duration,
+}
+
+/// Client connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionSettings {
+    /// How long a connection may stay idle (no request in progress, or a
+    /// request head still arriving) before signet closes it.
+    #[serde(with = "duration_serde")]
+    pub idle_timeout: Duration,
 }
 
 /// How a request body is signed.

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::file::{FileSettings, RouteFile, RouteOrigin, StripPrefix};
 use super::{
-    AdminSettings, ConfigError, CustomHeaders, HeaderPatterns, LogSettings, Problem, RouteDefaults,
-    RouteSettings, Settings, ShutdownSettings, UpstreamUrl,
+    AdminSettings, ConfigError, ConnectionSettings, CustomHeaders, HeaderPatterns, LogSettings,
+    Problem, RouteDefaults, RouteSettings, Settings, ShutdownSettings, UpstreamUrl,
 };
 use crate::credentials::settings::validate_role_arn;
 use crate::credentials::SourceSettings;
@@ -23,6 +23,9 @@ const MAX_BODY_CAP: u64 = 1 << 30;
 
 /// Longest accepted drain timeout.
 const MAX_DRAIN: Duration = Duration::from_secs(3600);
+/// Bounds of `connections.idle_timeout`.
+const MIN_CLIENT_IDLE: Duration = Duration::from_millis(100);
+const MAX_CLIENT_IDLE: Duration = Duration::from_secs(3600);
 /// The most proxy worker threads a configuration may ask for.
 const MAX_WORKERS: usize = 1024;
 
@@ -86,6 +89,10 @@ pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
     }
     if raw.shutdown.drain_timeout > MAX_DRAIN {
         problems.add("shutdown.drain_timeout", "must be at most 1h");
+    }
+    let idle = raw.connections.idle_timeout;
+    if !(MIN_CLIENT_IDLE..=MAX_CLIENT_IDLE).contains(&idle) {
+        problems.add("connections.idle_timeout", "must be between 100ms and 1h");
     }
     if let Err(e) = raw.tls.validate() {
         problems.add_field("tls", &e);
@@ -242,6 +249,9 @@ pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
         },
         shutdown: ShutdownSettings {
             drain_timeout: raw.shutdown.drain_timeout,
+        },
+        connections: ConnectionSettings {
+            idle_timeout: raw.connections.idle_timeout,
         },
         tls: raw.tls,
         credentials,

@@ -27,6 +27,7 @@ use crate::proxy::{Proxy, ProxyState};
 use crate::telemetry::{self, metrics::Metrics};
 use crate::upstream::Upstream;
 
+mod connection;
 mod workers;
 
 /// Why the daemon could not start or run.
@@ -133,8 +134,13 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
 
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let proxy_server = tokio::spawn(
-        workers::Workers::start(settings.worker_threads(), proxy.clone(), drain_rx.clone())?
-            .serve(listener, drain_rx),
+        workers::Workers::start(
+            settings.worker_threads(),
+            proxy.clone(),
+            drain_rx.clone(),
+            settings.connections.idle_timeout,
+        )?
+        .serve(listener, drain_rx),
     );
     // The admin listener outlives the proxy's drain, so /readyz can report it.
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::watch::channel(false);

@@ -9,8 +9,11 @@
 //! pool per thread): serving a request wakes no other thread.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::Request;
@@ -21,6 +24,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::connection::{Control, Registry, Signal, Tracked};
 use super::ServerError;
 use crate::proxy::Proxy;
 
@@ -38,12 +42,14 @@ struct Worker {
 }
 
 impl Workers {
-    /// Starts `count` worker threads (at least one) serving `proxy`. They stop
-    /// once `drain` turns true and every connection they serve has closed.
+    /// Starts `count` worker threads (at least one) serving `proxy`, each
+    /// closing its client connections that stay idle for `idle_timeout`. They
+    /// stop once `drain` turns true and every connection they serve has closed.
     pub(crate) fn start(
         count: usize,
         proxy: Arc<Proxy>,
         drain: watch::Receiver<bool>,
+        idle_timeout: Duration,
     ) -> Result<Self, ServerError> {
         let count = count.max(1);
         let mut workers = Vec::with_capacity(count);
@@ -56,7 +62,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("signet-proxy-{index}"))
                 .spawn(move || {
-                    if let Err(e) = run_worker(incoming, counter, proxy, drain) {
+                    if let Err(e) = run_worker(incoming, counter, proxy, drain, idle_timeout) {
                         tracing::error!(worker = index, error = %e, "proxy worker stopped");
                     }
                     let _ = finished_tx.send(());
@@ -131,50 +137,65 @@ impl Workers {
 }
 
 /// Runs one worker: a single-threaded runtime serving the connections it is
-/// handed until the acceptor stops, then until those connections close.
+/// handed until the acceptor stops, then until those connections close. The
+/// worker also closes its connections that stay idle for `idle_timeout`, and
+/// tells all of them to drain once `drain` turns true.
 fn run_worker(
     mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
     open: Arc<AtomicUsize>,
     proxy: Arc<Proxy>,
-    drain: watch::Receiver<bool>,
+    mut drain: watch::Receiver<bool>,
+    idle_timeout: Duration,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        // This worker's connections watch a drain signal of their own, relayed
-        // from the process-wide one: a connection checks it whenever its task
-        // wakes, and a channel only this thread touches keeps that check local.
-        let (local_tx, local_drain) = watch::channel(false);
-        let mut global = drain;
-        tokio::spawn(async move {
-            drained(&mut global).await;
-            let _ = local_tx.send(true);
-        });
+        let mut registry = Registry::new(idle_timeout);
+        let mut check = tokio::time::interval(registry.check_every());
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Every connection task holds a receiver; all gone = all connections closed.
         let (closed_tx, closed_rx) = watch::channel(());
-        while let Some(stream) = incoming.recv().await {
-            let open = OpenConnection(open.clone());
-            let stream = match TcpStream::from_std(stream) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot serve a handed-over connection");
-                    continue;
+        let mut closed_rx = Some(closed_rx);
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                handed = incoming.recv(), if closed_rx.is_some() => {
+                    let Some(stream) = handed else {
+                        // The acceptor has stopped: wait for the open connections.
+                        closed_rx = None;
+                        continue;
+                    };
+                    let Some(closed) = closed_rx.clone() else { continue };
+                    let open = OpenConnection(open.clone());
+                    let stream = match TcpStream::from_std(stream) {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot serve a handed-over connection");
+                            continue;
+                        }
+                    };
+                    let control = Control::new();
+                    registry.add(&control);
+                    let task = serve_connection(stream, proxy.clone(), control, closed);
+                    tokio::spawn(async move {
+                        task.await;
+                        drop(open);
+                    });
                 }
-            };
-            let task = serve_connection(
-                stream,
-                proxy.clone(),
-                local_drain.clone(),
-                closed_rx.clone(),
-            );
-            tokio::spawn(async move {
-                task.await;
-                drop(open);
-            });
+                _ = check.tick() => {
+                    let closed = registry.close_idle(Instant::now());
+                    if closed > 0 {
+                        tracing::debug!(closed, timeout = ?idle_timeout, "closing idle client connections");
+                    }
+                }
+                () = drained(&mut drain), if !draining => {
+                    draining = true;
+                    registry.drain();
+                }
+                () = closed_tx.closed(), if closed_rx.is_none() => break,
+            }
         }
-        drop(closed_rx);
-        closed_tx.closed().await;
         Ok(())
     })
 }
@@ -189,36 +210,41 @@ impl Drop for OpenConnection {
 }
 
 /// Serves one client connection (HTTP/1.1, or h2c by its preface) until it
-/// closes; once `drain` turns true it finishes what is in flight and closes
-/// (an idle connection closes at once).
+/// closes or its worker closes it for being idle; once told to drain it
+/// finishes what is in flight and closes (an idle connection closes at once).
 async fn serve_connection(
     stream: TcpStream,
     proxy: Arc<Proxy>,
-    mut drain: watch::Receiver<bool>,
+    control: Arc<Control>,
     _closed: watch::Receiver<()>,
 ) {
+    let requests = control.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(request.map(Body::new)).await) }
+        let busy = requests.begin();
+        async move {
+            let response = proxy.handle(request.map(Body::new)).await;
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
+        }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let mut draining = false;
-    loop {
-        tokio::select! {
-            biased;
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::trace!(error = %e, "client connection ended with an error");
-                }
-                return;
-            }
-            () = drained(&mut drain), if !draining => {
+    let ended = std::future::poll_fn(|cx| {
+        match control.poll_signal(cx) {
+            Signal::Close => return Poll::Ready(None),
+            Signal::Drain if !draining => {
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
+            Signal::Drain | Signal::Run => {}
         }
+        connection.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    if let Some(Err(e)) = ended {
+        tracing::trace!(error = %e, "client connection ended with an error");
     }
 }
 
@@ -265,7 +291,7 @@ mod tests {
         let upstream = crate::upstream::Upstream::new(&settings.tls, metrics.clone()).unwrap();
         let proxy = Arc::new(Proxy::new(state, upstream, metrics));
         let (_drain_tx, drain) = watch::channel(false);
-        let workers = Workers::start(count, proxy, drain.clone()).unwrap();
+        let workers = Workers::start(count, proxy, drain.clone(), Duration::from_secs(60)).unwrap();
         let counters = workers.workers.iter().map(|w| w.open.clone()).collect();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
