@@ -335,6 +335,14 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         // Shorter pauses than the timeout keep the connection open.
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
+    let metric = |name: &'static str| {
+        let url = format!("{}/metrics", signet.admin_url());
+        async move {
+            let (_, _, text) = get(&url).await;
+            signet::telemetry::metrics::sample(&String::from_utf8_lossy(&text), name, &[])
+        }
+    };
+    assert_eq!(metric("signet_client_connections").await, Some(1.0));
     let idle =
         closed_within(&mut stream, Duration::from_secs(5)).await + Duration::from_millis(150);
     assert!(
@@ -343,6 +351,19 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     );
     assert_eq!(up.seen().len(), 2);
     assert!(up.rejected().is_empty());
+    // The gauge drops when the connection's task ends, just after the close.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while metric("signet_client_connections").await != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the open-connections gauge stays up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric("signet_client_connections_closed_idle_total").await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

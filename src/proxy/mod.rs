@@ -186,6 +186,11 @@ impl Proxy {
         }
     }
 
+    /// The metrics the proxy records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Requests currently being served (until their response body ends).
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)

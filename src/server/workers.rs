@@ -167,7 +167,7 @@ fn run_worker(
                         continue;
                     };
                     let Some(closed) = closed_rx.clone() else { continue };
-                    let open = OpenConnection(open.clone());
+                    let open = (OpenConnection(open.clone()), proxy.metrics().client_connection());
                     let stream = match TcpStream::from_std(stream) {
                         Ok(stream) => stream,
                         Err(e) => {
@@ -186,6 +186,7 @@ fn run_worker(
                 _ = check.tick() => {
                     let closed = registry.close_idle(Instant::now());
                     if closed > 0 {
+                        proxy.metrics().client_connections_closed_idle(closed as u64);
                         tracing::debug!(closed, timeout = ?idle_timeout, "closing idle client connections");
                     }
                 }

@@ -78,6 +78,11 @@ pub mod names {
     /// Counter: failed credential refreshes, by `source`.
     pub const CREDENTIALS_REFRESH_FAILURES_TOTAL: &str =
         "signet_credentials_refresh_failures_total";
+    /// Gauge: open client connections.
+    pub const CLIENT_CONNECTIONS: &str = "signet_client_connections";
+    /// Counter: client connections closed for staying idle.
+    pub const CLIENT_CONNECTIONS_CLOSED_IDLE_TOTAL: &str =
+        "signet_client_connections_closed_idle_total";
     /// Info: the running signet version.
     pub const BUILD_INFO: &str = "signet_build_info";
 }
@@ -223,6 +228,8 @@ pub struct Metrics {
     backoff: Family<RouteLabels, Histogram, fn() -> Histogram>,
     timeouts: Family<TimeoutLabels, Counter>,
     shed: Family<RouteLabels, Counter>,
+    client_connections: Gauge,
+    closed_idle: Counter,
     credentials: Arc<RwLock<Vec<CredentialGauge>>>,
     /// Tells this instance's handles from another's in the per-thread caches.
     id: u64,
@@ -385,6 +392,18 @@ impl Metrics {
             "Requests rejected because the route or process was overloaded, by route.",
             shed.clone(),
         );
+        let client_connections = Gauge::default();
+        registry.register(
+            "signet_client_connections",
+            "Open client connections.",
+            client_connections.clone(),
+        );
+        let closed_idle = Counter::default();
+        registry.register(
+            "signet_client_connections_closed_idle",
+            "Client connections closed for staying idle (connections.idle_timeout).",
+            closed_idle.clone(),
+        );
         let collector = CredentialsCollector::default();
         let credentials = Arc::clone(&collector.sources);
         registry.register_collector(Box::new(collector));
@@ -407,6 +426,8 @@ impl Metrics {
             backoff,
             timeouts,
             shed,
+            client_connections,
+            closed_idle,
             credentials,
             id: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -454,6 +475,19 @@ impl Metrics {
         // from an encoder bug, and a partial scrape is still better than none.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Counts an open client connection until the returned guard is dropped.
+    pub fn client_connection(&self) -> InFlightGuard {
+        self.client_connections.inc();
+        InFlightGuard {
+            gauge: self.client_connections.clone(),
+        }
+    }
+
+    /// Counts `closed` client connections closed for staying idle.
+    pub fn client_connections_closed_idle(&self, closed: u64) {
+        self.closed_idle.inc_by(closed);
     }
 
     /// Counts a request on `route` that could not be signed.
@@ -725,6 +759,24 @@ mod tests {
     }
 
     #[test]
+    fn client_connections_are_counted_open_and_closed_idle() {
+        let m = Metrics::new();
+        let a = m.client_connection();
+        let b = m.client_connection();
+        assert_eq!(value(&m, names::CLIENT_CONNECTIONS, &[]), Some(2.0));
+        drop(a);
+        m.client_connections_closed_idle(1);
+        assert_eq!(value(&m, names::CLIENT_CONNECTIONS, &[]), Some(1.0));
+        drop(b);
+        m.client_connections_closed_idle(2);
+        assert_eq!(value(&m, names::CLIENT_CONNECTIONS, &[]), Some(0.0));
+        assert_eq!(
+            value(&m, names::CLIENT_CONNECTIONS_CLOSED_IDLE_TOTAL, &[]),
+            Some(3.0)
+        );
+    }
+
+    #[test]
     fn body_bytes_and_signing_errors_accumulate_by_route() {
         let m = Metrics::new();
         m.route("r").finished("PUT", 200, Duration::ZERO, 100, 7);
@@ -944,6 +996,8 @@ mod tests {
             names::UPSTREAM_BACKOFF_SECONDS,
             "signet_timeouts",
             "signet_shed_requests",
+            names::CLIENT_CONNECTIONS,
+            "signet_client_connections_closed_idle",
             names::CREDENTIALS_EXPIRY_SECONDS,
             "signet_credentials_refresh_failures",
         ] {
