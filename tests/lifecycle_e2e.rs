@@ -434,3 +434,42 @@ async fn slow_answers_and_streams_with_long_pauses_are_not_idle() {
         "data: 0\n\ndata: 1\n\ndata: 2\n\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_h2c_connection_is_told_goodbye_and_closed() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&idle_config(&up.url(), "400ms"));
+    let stream = tokio::net::TcpStream::connect(signet.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = Request::get(format!("http://{}/over-h2c", signet.addr))
+        .body(full(""))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "served over h2c");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("/over-h2c"));
+    assert_eq!(up.seen().len(), 1);
+    assert!(
+        up.rejected().is_empty(),
+        "signed correctly: {:?}",
+        up.rejected()
+    );
+
+    let idle = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("signet closes the idle h2c connection")
+        .unwrap();
+    assert!(ended.is_ok(), "a clean close, not a broken one: {ended:?}");
+    assert!(
+        idle.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        idle.elapsed()
+    );
+}

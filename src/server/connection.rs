@@ -26,7 +26,8 @@ pub(super) enum Signal {
     Run = 0,
     /// Finish the requests in flight, then close.
     Drain = 1,
-    /// Close now (the connection has been idle too long).
+    /// Close now (the connection has been idle too long): an h2 connection
+    /// is sent a GOAWAY first.
     Close = 2,
 }
 

@@ -233,15 +233,19 @@ async fn serve_connection(
     let mut connection = std::pin::pin!(connection);
     let mut draining = false;
     let ended = std::future::poll_fn(|cx| {
-        match control.poll_signal(cx) {
-            Signal::Close => return Poll::Ready(None),
-            Signal::Drain if !draining => {
-                draining = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            Signal::Drain | Signal::Run => {}
+        let signal = control.poll_signal(cx);
+        if signal != Signal::Run && !draining {
+            draining = true;
+            connection.as_mut().graceful_shutdown();
         }
-        connection.as_mut().poll(cx).map(Some)
+        let polled = connection.as_mut().poll(cx).map(Some);
+        if signal == Signal::Close {
+            // Idle: the shutdown above has had one go at saying goodbye (an
+            // h2 GOAWAY); whatever is left (a request head still arriving)
+            // is dropped with the connection.
+            return Poll::Ready(None);
+        }
+        polled
     })
     .await;
     if let Some(Err(e)) = ended {
