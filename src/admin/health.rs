@@ -104,26 +104,21 @@ pub enum HealthError {
     },
 }
 
-/// Parses `2s`, `500ms`, `1m` or a bare number of seconds.
+/// Parses a duration as the configuration writes them (`2s`, `500ms`, `1m`,
+/// `1m30s`) or a bare number of seconds; more than 0 and at most an hour.
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
+    let timeout = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("'{text}' is too large"))?
+    } else {
+        crate::upstream::duration_serde::parse(text)?
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration such as 2s or 500ms"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("'{text}': unit must be ms, s or m")),
-    };
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+    if timeout.is_zero() || timeout > Duration::from_secs(3600) {
         return Err(format!("'{text}' must be more than 0 and at most 1 hour"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Ok(timeout)
 }
 
 /// The URL to probe: `--url`, else [`HEALTH_PATH`] on `admin_listen` (the
@@ -436,6 +431,8 @@ mod tests {
         assert_eq!(parse_timeout("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_timeout("3").unwrap(), Duration::from_secs(3));
         assert_eq!(parse_timeout("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_timeout("1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_timeout("99999999999999999999").is_err());
         assert!(parse_timeout("0s").is_err());
         assert!(parse_timeout("2h").is_err());
         assert!(parse_timeout("soon").is_err());
