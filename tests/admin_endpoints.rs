@@ -259,18 +259,26 @@ fn refused_request_moves_metrics_and_logs_one_redacted_access_line() {
     // A Host that is neither a configured upstream nor an AWS endpoint is
     // refused; the request still gets its access-log line and its count.
     let signature = "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7";
-    let (status, _, _) = request(
-        signet.proxy,
-        &format!(
-            "GET /object?X-Amz-Credential=AKIDEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request\
-             &X-Amz-Signature={signature} HTTP/1.1\r\nHost: example.com\r\n\
-             Authorization: Bearer {SECRET_KEY}\r\nConnection: close\r\n\r\n"
-        ),
-    );
+    let mut stream = TcpStream::connect(signet.proxy).unwrap();
+    let client = stream.local_addr().unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET /object?X-Amz-Credential=AKIDEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request\
+                 &X-Amz-Signature={signature} HTTP/1.1\r\nHost: example.com\r\n\
+                 Authorization: Bearer {SECRET_KEY}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status: u16 = answer.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(status >= 400, "status {status}");
 
     let access = signet.wait_for_line(|v| v["target"] == "signet::access");
     assert_eq!(access["status"], u64::from(status));
+    assert_eq!(access["client"], client.to_string(), "the client's address");
     assert_eq!(access["method"], "GET");
     let path = access["path"].as_str().unwrap();
     assert_eq!(

@@ -44,7 +44,7 @@ use crate::config::{PayloadMode, Settings};
 use crate::credentials::{CredentialsError, CredentialsHandle, CredentialsSet, SourceSettings};
 use crate::routing::{RouteTable, Target};
 use crate::sigv4::{is_s3_family, Signer};
-use crate::telemetry::logging::{access_log, upstream_request_id, AccessRecord};
+use crate::telemetry::logging::{access_log, upstream_request_id, AccessRecord, ClientAddr};
 use crate::telemetry::metrics::{CredentialGauge, Metrics, RouteMetrics};
 use crate::upstream::{OutboundBody, OutboundRequest, Upstream};
 
@@ -235,8 +235,9 @@ impl Proxy {
             .collect()
     }
 
-    /// Serves one request.
-    pub async fn handle(self: Arc<Self>, request: Request) -> Response {
+    /// Serves one request from `client` (its connection's address, for the
+    /// access log).
+    pub async fn handle(self: Arc<Self>, client: ClientAddr, request: Request) -> Response {
         let started = Instant::now();
         let state = self.state.load_full();
         let method = request.method().clone();
@@ -250,11 +251,12 @@ impl Proxy {
             Ok(t) => t,
             Err(e) => {
                 let err = ProxyError::from(e);
-                let record = Exchange::unrouted(&self, &method, &client_uri, started);
+                let record = Exchange::unrouted(&self, client, &method, &client_uri, started);
                 return record.finish_error(err);
             }
         };
         let exchange = Exchange {
+            client,
             metrics: self.metrics.route(&target.route),
             route: target.route.clone(),
             service: target.service.clone(),
@@ -448,6 +450,7 @@ impl Drop for InFlight {
 
 /// What the access log and metrics need about one request.
 struct Exchange {
+    client: ClientAddr,
     metrics: Arc<RouteMetrics>,
     route: Arc<str>,
     service: Arc<str>,
@@ -462,11 +465,13 @@ struct Exchange {
 impl Exchange {
     fn unrouted(
         proxy: &Proxy,
+        client: ClientAddr,
         method: &http::Method,
         uri: &http::Uri,
         started: Instant,
     ) -> Exchange {
         Exchange {
+            client,
             metrics: proxy.metrics.route("-"),
             route: Arc::from("-"),
             service: Arc::from("-"),
@@ -485,6 +490,7 @@ impl Exchange {
         self.metrics
             .finished(self.method.as_str(), status, elapsed, bytes_in, bytes_out);
         access_log(&AccessRecord {
+            client: self.client.as_str(),
             route: &self.route,
             service: &self.service,
             region: &self.region,

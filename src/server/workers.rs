@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::connection::{Control, Registry, Signal, Tracked};
 use super::ServerError;
 use crate::proxy::Proxy;
+use crate::telemetry::logging::ClientAddr;
 
 /// The proxy's worker threads, each waiting for connections.
 pub(crate) struct Workers {
@@ -220,11 +221,13 @@ async fn serve_connection(
     _closed: watch::Receiver<()>,
 ) {
     let requests = control.clone();
+    let client = ClientAddr::new(stream.peer_addr().ok());
     let service = service_fn(move |request: Request<Incoming>| {
         let proxy = proxy.clone();
         let busy = requests.begin();
+        let client = client.clone();
         async move {
-            let response = proxy.handle(request.map(Body::new)).await;
+            let response = proxy.handle(client, request.map(Body::new)).await;
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
         }
     });

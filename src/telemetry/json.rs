@@ -87,7 +87,10 @@ pub(crate) fn write_access_line(
 ) -> fmt::Result {
     out.push_str("{\"timestamp\":\"");
     write_timestamp(out, now)?;
-    out.push_str("\",\"level\":\"INFO\",\"message\":\"request\",\"route\":");
+    out.push_str("\",\"level\":\"INFO\",\"message\":\"request");
+    out.push_str("\",\"client\":");
+    write_string(out, rec.client)?;
+    out.push_str(",\"route\":");
     write_string(out, rec.route)?;
     out.push_str(",\"service\":");
     write_string(out, rec.service)?;
@@ -345,6 +348,7 @@ mod tests {
     fn direct_access_lines_match_the_access_event_byte_for_byte() {
         let records = [
             AccessRecord {
+                client: "[2001:db8::7]:40123",
                 route: "s3 \"prod\"",
                 service: "s3",
                 region: "eu-west-1",
@@ -358,6 +362,7 @@ mod tests {
                 upstream_request_id: Some("REQ\\123"),
             },
             AccessRecord {
+                client: "-",
                 route: "-",
                 service: "-",
                 region: "-",
@@ -379,6 +384,7 @@ mod tests {
             assert_eq!(untimed(&direct), untimed(&event));
             let v: serde_json::Value = serde_json::from_str(&direct).unwrap();
             assert_eq!(v["route"], rec.route);
+            assert_eq!(v["client"], rec.client);
             assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
         }
     }

@@ -238,6 +238,8 @@ pub fn init_layered(
 /// Everything the access log says about one request.
 #[derive(Clone, Debug, Default)]
 pub struct AccessRecord<'a> {
+    /// The client's address as [`ClientAddr`] shows it.
+    pub client: &'a str,
     /// Route name from configuration (or `-` when no route matched).
     pub route: &'a str,
     /// AWS service the request was signed for (e.g. `s3`, `es`).
@@ -280,6 +282,7 @@ pub fn access_log(rec: &AccessRecord<'_>) {
     let path = redact_query(rec.path);
     tracing::info!(
         target: ACCESS_TARGET,
+        client = rec.client,
         route = rec.route,
         service = rec.service,
         region = rec.region,
@@ -293,6 +296,32 @@ pub fn access_log(rec: &AccessRecord<'_>) {
         upstream_request_id = rec.upstream_request_id.unwrap_or("-"),
         "request"
     );
+}
+
+/// A client connection's address as access lines show it (`ip:port`, or `-`
+/// when unknown), formatted once per connection and shared by its requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAddr(std::sync::Arc<str>);
+
+impl ClientAddr {
+    /// The label of a connection from `addr`.
+    pub fn new(addr: Option<std::net::SocketAddr>) -> Self {
+        match addr {
+            Some(addr) => Self(addr.to_string().into()),
+            None => Self::default(),
+        }
+    }
+
+    /// The label as written in the access line.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ClientAddr {
+    fn default() -> Self {
+        Self("-".into())
+    }
 }
 
 /// The process-wide JSON output [`init_layered`] installed, if any. Access
@@ -469,9 +498,19 @@ mod tests {
     }
 
     #[test]
+    fn client_addresses_read_as_ip_and_port_or_a_dash() {
+        let v4 = ClientAddr::new(Some("10.0.3.7:51234".parse().unwrap()));
+        assert_eq!(v4.as_str(), "10.0.3.7:51234");
+        let v6 = ClientAddr::new(Some("[2001:db8::7]:443".parse().unwrap()));
+        assert_eq!(v6.as_str(), "[2001:db8::7]:443");
+        assert_eq!(ClientAddr::new(None).as_str(), "-");
+    }
+
+    #[test]
     fn access_log_emits_one_json_event_with_every_field_and_no_secrets() {
         let out = capture("trace", LogFormat::Json, || {
             access_log(&AccessRecord {
+                client: "10.1.2.3:5678",
                 route: "s3",
                 service: "s3",
                 region: "eu-west-1",
@@ -489,6 +528,7 @@ mod tests {
         assert_eq!(lines.len(), 1, "{out}");
         let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(v["target"], ACCESS_TARGET);
+        assert_eq!(v["client"], "10.1.2.3:5678");
         assert_eq!(v["route"], "s3");
         assert_eq!(v["region"], "eu-west-1");
         assert_eq!(v["method"], "GET");
