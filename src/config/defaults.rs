@@ -18,8 +18,10 @@ pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a client connection may stay idle (no request in progress, or a
-/// request head still arriving) before signet closes it.
-pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// request head still arriving) before signet closes it: longer than the 60 s
+/// idle timeout of AWS load balancers, so one in front never reuses a
+/// connection signet has just closed.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Largest request body a `signed` payload buffers (16 MiB).
 pub const BODY_CAP: u64 = 16 * 1024 * 1024;
