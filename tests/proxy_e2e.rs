@@ -514,3 +514,92 @@ async fn quick_flags_run_a_single_upstream() {
     assert_eq!(up.seen()[0].service, "es");
     assert_no_rejections(&up);
 }
+
+/// Sends `head` and `partial` body bytes on a raw connection, then sends
+/// nothing more; returns what signet answered (or an empty string if it
+/// closed without answering) and how long that took.
+async fn stall_after(signet: &Signet, head: &str, partial: &[u8]) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(signet.addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(partial).await.unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("signet keeps waiting for a stalled body");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_client_that_stops_sending_its_body_gets_400_and_nothing_is_forwarded() {
+    let up = Upstream::start().await;
+    let idle = "[defaults.timeouts]\nidle = \"300ms\"\n";
+    let signet = Signet::start(&format!(
+        "{idle}{}",
+        one_route_config(&up.url(), "sqs", "us-east-1", "")
+    ));
+    // Signed payload: signet buffers the body to hash it.
+    let head = format!(
+        "POST /queue HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\n",
+        signet.addr
+    );
+    let (answer, took) = stall_after(&signet, &head, b"Action=Send").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("x-signet-error: client_body"), "{answer}");
+    assert!(
+        answer.contains("no body data for 300ms (timeouts.idle)"),
+        "{answer}"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(up.seen().is_empty(), "nothing was forwarded");
+
+    // Streamed (S3, unknown length): the upload to the upstream is abandoned.
+    let s3 = Upstream::start().await;
+    let signet = Signet::start(&format!("{idle}{}", s3_config(&s3, "")));
+    let head = format!(
+        "PUT /bucket/key HTTP/1.1\r\nhost: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        signet.addr
+    );
+    let (answer, took) = stall_after(&signet, &head, b"5\r\nhello\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("no body data for 300ms (timeouts.idle)"),
+        "{answer}"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(
+        s3.seen().is_empty(),
+        "no complete request reached the upstream"
+    );
+}

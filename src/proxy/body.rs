@@ -2,6 +2,8 @@
 //!
 //! - [`buffer_capped`] reads a body that must be hashed (signed payloads) into
 //!   memory, refusing anything past the route's cap before it is forwarded.
+//! - [`ClientBody`] gives up on a client that stops sending its request body
+//!   while signet waits for more (the route's `timeouts.idle`).
 //! - [`Tapped`] streams the upstream's response back frame by frame, counting
 //!   bytes, and runs a completion callback exactly once, when the stream ends or
 //!   the client goes away, so the access log and metrics see the whole exchange.
@@ -14,6 +16,74 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use super::error::ProxyError;
+use crate::upstream::{duration_serde, GapTimer};
+
+/// An error a request body reports upward (to signet's reader or to hyper).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A client's request body that fails once the client has sent nothing for
+/// `idle` while signet is waiting for more of it. Time signet spends not
+/// reading (an upstream accepting an upload slowly) does not count.
+pub struct ClientBody<B> {
+    body: B,
+    gap: GapTimer,
+    stalled: bool,
+}
+
+impl<B> ClientBody<B> {
+    /// Wraps `body` with a gap limit of `idle`.
+    pub fn new(body: B, idle: std::time::Duration) -> Self {
+        Self {
+            body,
+            gap: GapTimer::new(idle),
+            stalled: false,
+        }
+    }
+}
+
+impl<B> Body for ClientBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.stalled {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Pending => match this.gap.poll_wait(cx) {
+                Poll::Ready(()) => {
+                    this.stalled = true;
+                    let reason = format!(
+                        "the client sent no body data for {} (timeouts.idle)",
+                        duration_serde::format(this.gap.after())
+                    );
+                    Poll::Ready(Some(Err(reason.into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            Poll::Ready(frame) => {
+                this.gap.frame();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stalled || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// Reads `body` into memory, failing with [`ProxyError::BodyTooLarge`] as soon as
 /// it is known to exceed `cap` bytes (from `declared_len` or while reading).
@@ -160,6 +230,38 @@ mod tests {
             .map(|p| Ok(Frame::data(Bytes::from_static(p))))
             .collect();
         StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    /// `first`, then nothing more, ever (a client that stopped sending).
+    fn stalls_after(
+        first: &'static [u8],
+    ) -> impl Body<Data = Bytes, Error = std::io::Error> + Unpin {
+        let frame: Result<Frame<Bytes>, std::io::Error> =
+            Ok(Frame::data(Bytes::from_static(first)));
+        StreamBody::new(futures_util::StreamExt::chain(
+            futures_util::stream::iter([frame]),
+            futures_util::stream::pending(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_client_body_fails_after_the_idle_gap() {
+        let started = tokio::time::Instant::now();
+        let body = ClientBody::new(stalls_after(b"abc"), std::time::Duration::from_secs(30));
+        let err = buffer_capped(body, Some(10), 100).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reading the request body failed: the client sent no body data for 30s (timeouts.idle)"
+        );
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_body_that_keeps_coming_passes_untouched() {
+        let body = ClientBody::new(chunks(&[b"ab", b"cd"]), std::time::Duration::from_secs(1));
+        assert_eq!(body.size_hint().exact(), None);
+        let bytes = buffer_capped(body, None, 100).await.unwrap();
+        assert_eq!(&bytes[..], b"abcd");
     }
 
     #[tokio::test]

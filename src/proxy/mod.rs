@@ -48,7 +48,7 @@ use crate::telemetry::logging::{access_log, upstream_request_id, AccessRecord, C
 use crate::telemetry::metrics::{CredentialGauge, Metrics, RouteMetrics};
 use crate::upstream::{OutboundBody, OutboundRequest, Upstream};
 
-use body::{buffer_capped, StreamEnd, Tapped};
+use body::{buffer_capped, ClientBody, StreamEnd, Tapped};
 use chunked::{ChunkChain, Resigned};
 use error::ProxyError;
 use prepare::{strip_request_headers, strip_response_headers, upstream_uri, CONTENT_SHA256};
@@ -293,6 +293,7 @@ impl Proxy {
             .ok_or_else(|| ProxyError::NoCredentialsSource(policy.credentials.to_string()))?
             .clone();
         let (mut parts, body) = request.into_parts();
+        let body = ClientBody::new(body, policy.upstream.timeouts.idle);
 
         let chunked = AwsChunked::detect(&parts.headers);
         strip_request_headers(&mut parts.headers, &target.host, chunked.is_some());

@@ -9,7 +9,6 @@
 //!   out the slot stays empty and the request is no longer replayable.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,9 +18,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
 
 use super::error::{ForwardError, TimeoutKind};
+use super::gap::GapTimer;
 use super::shed::InFlightPermit;
 use super::UpstreamObserver;
 
@@ -46,8 +45,7 @@ enum Inner {
 }
 
 struct IdleTimer {
-    after: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
+    gap: GapTimer,
     observer: Arc<dyn UpstreamObserver>,
     route: Arc<str>,
 }
@@ -82,8 +80,7 @@ impl ResponseBody {
         Self {
             inner: Inner::Incoming(incoming),
             idle: Some(IdleTimer {
-                after: idle,
-                sleep: None,
+                gap: GapTimer::new(idle),
                 observer,
                 route,
             }),
@@ -135,9 +132,7 @@ impl Body for ResponseBody {
                         this.permit = None;
                     }
                     if let Some(idle) = &mut this.idle {
-                        if let Some(sleep) = &mut idle.sleep {
-                            sleep.as_mut().reset(Instant::now() + idle.after);
-                        }
+                        idle.gap.frame();
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
@@ -147,25 +142,19 @@ impl Body for ResponseBody {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => match &mut this.idle {
                     None => Poll::Pending,
-                    Some(idle) => {
-                        let after = idle.after;
-                        let sleep = idle
-                            .sleep
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
-                        match sleep.as_mut().poll(cx) {
-                            Poll::Ready(()) => {
-                                let error = ForwardError::timed_out(
-                                    &*idle.observer,
-                                    &idle.route,
-                                    TimeoutKind::Idle,
-                                    after,
-                                );
-                                this.inner = Inner::Empty;
-                                Poll::Ready(Some(Err(error)))
-                            }
-                            Poll::Pending => Poll::Pending,
+                    Some(idle) => match idle.gap.poll_wait(cx) {
+                        Poll::Ready(()) => {
+                            let error = ForwardError::timed_out(
+                                &*idle.observer,
+                                &idle.route,
+                                TimeoutKind::Idle,
+                                idle.gap.after(),
+                            );
+                            this.inner = Inner::Empty;
+                            Poll::Ready(Some(Err(error)))
                         }
-                    }
+                        Poll::Pending => Poll::Pending,
+                    },
                 },
             },
         };

@@ -42,6 +42,7 @@ mod attempt;
 mod body;
 mod client;
 mod error;
+mod gap;
 mod retry;
 mod settings;
 mod shed;
@@ -51,6 +52,7 @@ use std::sync::Arc;
 pub use body::ResponseBody;
 pub(crate) use client::tls_config;
 pub use error::{ForwardError, SignFailure, TimeoutKind, UpstreamError};
+pub(crate) use gap::GapTimer;
 pub(crate) use retry::xml_element;
 pub use retry::{backoff_bound, classify_error_code, ErrorClass};
 pub use settings::{
