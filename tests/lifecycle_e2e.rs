@@ -40,6 +40,18 @@ async fn streaming_upstream(n: usize, every: Duration) -> Upstream {
     Upstream::start_with(Keyring::with_test_key(), handler).await
 }
 
+/// POSTs to `/stream` through signet and returns the response as its head arrives.
+async fn open_stream(signet: &Signet) -> Response<hyper::body::Incoming> {
+    client()
+        .request(
+            Request::post(format!("{}/stream", signet.url()))
+                .body(full("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
 async fn wait_exit(signet: &mut Signet, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
@@ -99,14 +111,7 @@ async fn sigterm_lets_a_slow_request_finish_and_turns_readiness_false() {
 async fn sigterm_lets_an_open_stream_finish() {
     let up = streaming_upstream(8, Duration::from_millis(150)).await;
     let mut signet = Signet::start(&one_route_config(&up.url(), "bedrock", "us-east-1", ""));
-    let resp = client()
-        .request(
-            Request::post(format!("{}/stream", signet.url()))
-                .body(full("{}"))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = open_stream(&signet).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -414,14 +419,7 @@ async fn slow_answers_and_streams_with_long_pauses_are_not_idle() {
 
     let stream_up = streaming_upstream(3, Duration::from_millis(700)).await;
     let signet = Signet::start(&idle_config(&stream_up.url(), "300ms"));
-    let resp = client()
-        .request(
-            Request::post(format!("{}/stream", signet.url()))
-                .body(full("{}"))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = open_stream(&signet).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp
         .into_body()
