@@ -23,8 +23,9 @@ const MAX_BODY_CAP: u64 = 1 << 30;
 
 /// Longest accepted drain timeout.
 const MAX_DRAIN: Duration = Duration::from_secs(3600);
-/// Bounds of `connections.idle_timeout`.
+/// Shortest accepted `connections.idle_timeout`.
 const MIN_CLIENT_IDLE: Duration = Duration::from_millis(100);
+/// Longest accepted `connections.idle_timeout`.
 const MAX_CLIENT_IDLE: Duration = Duration::from_secs(3600);
 /// The most proxy worker threads a configuration may ask for.
 const MAX_WORKERS: usize = 1024;

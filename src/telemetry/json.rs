@@ -87,8 +87,7 @@ pub(crate) fn write_access_line(
 ) -> fmt::Result {
     out.push_str("{\"timestamp\":\"");
     write_timestamp(out, now)?;
-    out.push_str("\",\"level\":\"INFO\",\"message\":\"request");
-    out.push_str("\",\"client\":");
+    out.push_str("\",\"level\":\"INFO\",\"message\":\"request\",\"client\":");
     write_string(out, rec.client)?;
     out.push_str(",\"route\":");
     write_string(out, rec.route)?;
