@@ -600,3 +600,136 @@ async fn a_client_that_stops_sending_its_body_gets_400_and_nothing_is_forwarded(
         "no complete request reached the upstream"
     );
 }
+
+/// `frames` frames of `size` bytes, one every `every`: a client uploading slowly.
+fn paced(frames: usize, size: usize, every: Duration) -> UpBody {
+    let stream = futures_util::stream::unfold(0, move |i| async move {
+        if i == frames {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+        let frame = http_body::Frame::data(Bytes::from(vec![(i % 251) as u8; size]));
+        Some((Ok::<_, std::convert::Infallible>(frame), i + 1))
+    });
+    http_body_util::StreamBody::new(stream).boxed()
+}
+
+#[tokio::test]
+async fn a_streamed_upload_may_take_longer_than_the_total_deadline_while_it_moves() {
+    let up = Upstream::start().await;
+    let timeouts = "[defaults.timeouts]\ntotal = \"1s\"\nidle = \"2s\"\n";
+    let signet = Signet::start(&format!("{timeouts}{}", s3_config(&up, "")));
+    let started = Instant::now();
+    let req = Request::put(format!("{}/bucket/slow.bin", signet.url()))
+        .body(paced(12, 64 * 1024, Duration::from_millis(200)))
+        .unwrap();
+    let (status, headers, body) = send(req).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{headers:?} {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(started.elapsed() > Duration::from_millis(2000));
+    let seen = up.seen().pop().unwrap();
+    assert_eq!(seen.body.len(), 12 * 64 * 1024, "the whole upload arrived");
+    assert_eq!(
+        seen.headers.get("x-amz-content-sha256").unwrap(),
+        "UNSIGNED-PAYLOAD"
+    );
+    assert_no_rejections(&up);
+}
+
+/// An upstream that reads one request head, checks its signature, and then
+/// never reads again, holding the connection open. Sends whether the head
+/// verified.
+async fn upstream_that_stops_reading(
+) -> (String, tokio::sync::oneshot::Receiver<Result<(), String>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+        let mut request_line = lines.next().unwrap().split(' ');
+        let mut builder = Request::builder()
+            .method(request_line.next().unwrap())
+            .uri(request_line.next().unwrap());
+        for line in lines {
+            let (name, value) = line.split_once(':').unwrap();
+            builder = builder.header(name.trim(), value.trim());
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        let _ = tx.send(common::verify_unsigned_payload_head(
+            &parts,
+            &common::Keyring::with_test_key(),
+        ));
+        // Keep the connection, never read from it again.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(stream);
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_taking_an_upload_gets_504_naming_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (url, verified) = upstream_that_stops_reading().await;
+    let timeouts = "[defaults.timeouts]\ntotal = \"60s\"\nidle = \"500ms\"\nfirst_byte = \"60s\"\n";
+    let signet = Signet::start(&format!(
+        "{timeouts}{}",
+        one_route_config(&url, "s3", "us-east-1", "[routes.retry]\nmax_attempts = 1")
+    ));
+    let stream = tokio::net::TcpStream::connect(signet.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "PUT /bucket/key HTTP/1.1\r\nhost: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        signet.addr
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    // The client keeps sending as fast as it can, until everything between it
+    // and the upstream is full.
+    let writer = tokio::spawn(async move {
+        let chunk = format!("{:x}\r\n{}\r\n", 65536, "u".repeat(65536));
+        for _ in 0..2048 {
+            if write.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(30), read.read(&mut buf))
+            .await
+            .expect("signet keeps waiting for an upstream that stopped reading")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    writer.abort();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains("x-signet-error: idle_timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(verified.await.unwrap(), Ok(()), "the head was signed");
+    let (_, _, metrics) = get(&format!("{}/metrics", signet.admin_url())).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("signet_timeouts_total{route=\"test\",kind=\"idle_timeout\"} 1"),
+        "{metrics}"
+    );
+}

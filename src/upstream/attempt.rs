@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::body::AttemptBody;
+use super::body::{AttemptBody, UploadWatch};
 use super::client::Pool;
 use super::error::{ForwardError, TimeoutKind};
 use super::{AttemptSigner, ResponseBody, RoutePolicy, UpstreamObserver};
@@ -18,9 +18,9 @@ pub(crate) struct Attempt<'r> {
     pub(crate) parts: http::request::Parts,
     /// This attempt's body.
     pub(crate) body: AttemptBody,
-    /// For a streamed body: turns true once it has been handed to the connection
-    /// completely. `None`: the body goes out with the head.
-    pub(crate) body_sent: Option<watch::Receiver<bool>>,
+    /// For a streamed body: when it has been handed to the connection completely
+    /// and how it moves. `None`: the body goes out with the head.
+    pub(crate) upload: Option<UploadWatch>,
     /// Signs the attempt.
     pub(crate) signer: &'r dyn AttemptSigner,
     /// The route's policy.
@@ -35,7 +35,8 @@ pub(crate) struct Attempt<'r> {
 
 /// Signs `attempt` afresh (an attempt that cannot be signed is never sent), sends
 /// it, and waits for the response head: at most the first-byte timeout after the
-/// request body was handed over, and never past the total deadline.
+/// request body was handed over, and never past the total deadline (which does
+/// not count the time a streamed body took to send; see `upload`).
 pub(crate) async fn send_attempt(
     pool: &Pool,
     observer: &Arc<dyn UpstreamObserver>,
@@ -44,7 +45,7 @@ pub(crate) async fn send_attempt(
     let Attempt {
         mut parts,
         body,
-        body_sent,
+        upload,
         signer,
         policy,
         route,
@@ -57,8 +58,8 @@ pub(crate) async fn send_attempt(
     }
     let timeouts = &policy.timeouts;
     let first_byte = timeouts.first_byte;
-    let streamed = body_sent.is_some();
-    let (timer, kind) = match body_sent {
+    let streamed = upload.is_some();
+    let (timer, kind) = match &upload {
         // The body goes out with the head: whichever limit comes first is the
         // only one that can fire.
         None => {
@@ -69,18 +70,32 @@ pub(crate) async fn send_attempt(
                 (Timer::At(deadline), TimeoutKind::Total)
             }
         }
-        Some(sent) => (Timer::AfterBody(sent, first_byte), TimeoutKind::FirstByte),
+        Some(upload) => (
+            Timer::AfterBody(upload.sent.clone(), first_byte),
+            TimeoutKind::FirstByte,
+        ),
+    };
+    // A streamed body: the deadline, not counting the upload while it moves, and
+    // an upstream that stops taking it.
+    let guarded = async move {
+        match upload {
+            Some(upload) => {
+                super::upload::guard(&upload.progress, upload.sent, timeouts.idle, deadline).await
+            }
+            None => std::future::pending().await,
+        }
     };
     let response = pool.send(parts, body, timeouts, observer, route, upstream)?;
     let outcome = tokio::select! {
         biased;
         result = response => Ok(result),
         () = timer.wait() => Err(kind),
-        () = tokio::time::sleep_until(deadline), if streamed => Err(TimeoutKind::Total),
+        kind = guarded, if streamed => Err(kind),
     };
     outcome.unwrap_or_else(|kind| {
         let after = match kind {
             TimeoutKind::Total => timeouts.total,
+            TimeoutKind::Idle => timeouts.idle,
             _ => first_byte,
         };
         Err(ForwardError::timed_out(&**observer, route, kind, after))

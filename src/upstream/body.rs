@@ -6,11 +6,11 @@
 //! - `AttemptBody`: one attempt's request body. A streamed body lives in a shared
 //!   `StreamSlot`; an attempt takes it on first poll and, if it never yielded a byte,
 //!   puts it back when dropped, so a later attempt can still send it. Once a byte went
-//!   out the slot stays empty and the request is no longer replayable.
+//!   out the slot stays empty and the request is no longer replayable. Each poll
+//!   of a streamed body is noted in the request's [`UploadProgress`].
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use super::error::{ForwardError, TimeoutKind};
 use super::gap::GapTimer;
 use super::shed::InFlightPermit;
+use super::upload::UploadProgress;
 use super::UpstreamObserver;
 
 /// The body of an upstream response as signet streams it back.
@@ -207,7 +208,15 @@ pub(crate) enum BodySource {
 /// A streamed request body shared by the attempts of one request.
 pub(crate) struct StreamSlot {
     body: Mutex<Option<axum::body::Body>>,
-    sent: AtomicBool,
+    progress: Arc<UploadProgress>,
+}
+
+/// What an attempt with a streamed body learns about its upload.
+pub(crate) struct UploadWatch {
+    /// Turns true once the body has been handed to the connection completely.
+    pub(crate) sent: watch::Receiver<bool>,
+    /// How the body is moving.
+    pub(crate) progress: Arc<UploadProgress>,
 }
 
 impl BodySource {
@@ -218,7 +227,7 @@ impl BodySource {
             super::OutboundBody::Buffered(bytes) => BodySource::Full(bytes),
             super::OutboundBody::Streaming(body) => BodySource::Stream(Arc::new(StreamSlot {
                 body: Mutex::new(Some(body)),
-                sent: AtomicBool::new(false),
+                progress: Arc::new(UploadProgress::new()),
             })),
         }
     }
@@ -228,16 +237,25 @@ impl BodySource {
         match self {
             BodySource::Empty | BodySource::Full(_) => true,
             BodySource::Stream(slot) => {
-                !slot.sent.load(Ordering::Acquire)
-                    && slot.body.lock().map(|b| b.is_some()).unwrap_or(false)
+                !slot.progress.started() && slot.body.lock().map(|b| b.is_some()).unwrap_or(false)
             }
         }
     }
 
-    /// The body for the next attempt and, for a streamed body, a receiver that turns
-    /// true once it has been handed to the connection completely (when the first-byte
-    /// timer starts). Empty and buffered bodies go out with the head: `None`.
-    pub(crate) fn attempt_body(&self) -> (AttemptBody, Option<watch::Receiver<bool>>) {
+    /// How long the streamed body took to send, from its first byte to its last
+    /// (so far); zero for other bodies. The total deadline does not count it.
+    pub(crate) fn upload_took(&self) -> Duration {
+        match self {
+            BodySource::Stream(slot) => slot.progress.took(),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The body for the next attempt and, for a streamed body, what the attempt
+    /// learns of the upload (when it has been handed to the connection completely,
+    /// which starts the first-byte timer, and how it moves). Empty and buffered
+    /// bodies go out with the head: `None`.
+    pub(crate) fn attempt_body(&self) -> (AttemptBody, Option<UploadWatch>) {
         match self {
             BodySource::Empty => (
                 AttemptBody {
@@ -265,7 +283,10 @@ impl BodySource {
                         kind,
                         finished: Some(tx),
                     },
-                    Some(rx),
+                    Some(UploadWatch {
+                        sent: rx,
+                        progress: slot.progress.clone(),
+                    }),
                 )
             }
         }
@@ -322,11 +343,10 @@ impl Body for AttemptBody {
                     )))),
                     Some(inner) => match Pin::new(&mut *inner).poll_frame(cx) {
                         Poll::Ready(Some(Ok(frame))) => {
-                            if frame.data_ref().is_some_and(|d| !d.is_empty()) {
-                                slot.sent.store(true, Ordering::Release);
-                                *yielded = true;
-                            }
+                            let data = frame.data_ref().is_some_and(|d| !d.is_empty());
+                            *yielded |= data;
                             let done = inner.is_end_stream();
+                            slot.progress.polled(true, data, done);
                             if done {
                                 this.finished.take().map(|tx| tx.send(true));
                             }
@@ -335,8 +355,14 @@ impl Body for AttemptBody {
                         Poll::Ready(Some(Err(e))) => {
                             Poll::Ready(Some(Err(ForwardError::RequestBody(e.to_string()))))
                         }
-                        Poll::Ready(None) => Poll::Ready(None),
-                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(None) => {
+                            slot.progress.polled(true, false, true);
+                            Poll::Ready(None)
+                        }
+                        Poll::Pending => {
+                            slot.progress.polled(false, false, false);
+                            Poll::Pending
+                        }
                     },
                 }
             }
@@ -440,10 +466,12 @@ mod tests {
     async fn stream_attempt_signals_when_fully_handed_over() {
         let source = BodySource::new(super::super::OutboundBody::Streaming(streamed(&["ab"])));
         let (body, rx) = source.attempt_body();
-        let rx = rx.expect("a streamed body reports when it is handed over");
-        assert!(!*rx.borrow());
+        let upload = rx.expect("a streamed body reports when it is handed over");
+        assert!(!*upload.sent.borrow());
+        assert!(!upload.progress.started());
         let _ = body.collect().await.unwrap();
-        assert!(*rx.borrow());
+        assert!(*upload.sent.borrow());
+        assert!(upload.progress.started());
     }
 
     #[tokio::test]

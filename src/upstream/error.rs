@@ -15,7 +15,8 @@ pub enum TimeoutKind {
     FirstByte,
     /// The deadline across all attempts.
     Total,
-    /// Waiting between two response body frames.
+    /// Waiting between two frames of a body (the response, or a streamed request body
+    /// the upstream stopped taking).
     Idle,
 }
 

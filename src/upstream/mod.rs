@@ -32,7 +32,10 @@
 //!      webpki roots plus an optional CA bundle; h1 and h2 by ALPN; plain http too),
 //!      whose connector enforces the connect timeout;
 //!    - waits for the response head at most the first-byte timeout after the request
-//!      body was handed over, and never past the total deadline across attempts.
+//!      body was handed over, and never past the total deadline across attempts;
+//!    - for a streamed body (`upload`): the time it takes to send does not count
+//!      against the deadline while it moves, and an upstream that stops taking it
+//!      for the idle timeout ends the attempt.
 //!
 //! The response body enforces the idle timeout between frames.
 //!
@@ -46,6 +49,7 @@ mod gap;
 mod retry;
 mod settings;
 mod shed;
+mod upload;
 
 use std::sync::Arc;
 

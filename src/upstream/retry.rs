@@ -522,11 +522,11 @@ pub(crate) async fn send_with_retries(
             wait_for_send_token(&state, deadline, &policy, &route, observer.as_ref()).await?;
         }
         observer.attempt(&route);
-        let (attempt_body, body_sent) = source.attempt_body();
+        let (attempt_body, upload) = source.attempt_body();
         let attempt = Attempt {
             parts: copy_head(&parts),
             body: attempt_body,
-            body_sent,
+            upload,
             signer: signer.as_ref(),
             policy: &policy,
             route: &route,
@@ -535,17 +535,21 @@ pub(crate) async fn send_with_retries(
         };
         let outcome = match send_attempt(pool, observer, attempt).await {
             Ok(response) if response.status().as_u16() < 400 => Ok((response, Verdict::final_())),
-            // Reading a small error body counts against the total deadline too.
-            Ok(response) => tokio::time::timeout_at(deadline, classify_response(response))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ForwardError::timed_out(
-                        &**observer,
-                        &route,
-                        TimeoutKind::Total,
-                        policy.timeouts.total,
-                    ))
-                }),
+            // Reading a small error body counts against the total deadline too
+            // (which does not count the time a streamed body took to send).
+            Ok(response) => tokio::time::timeout_at(
+                deadline + source.upload_took(),
+                classify_response(response),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ForwardError::timed_out(
+                    &**observer,
+                    &route,
+                    TimeoutKind::Total,
+                    policy.timeouts.total,
+                ))
+            }),
             Err(error) => Err(error),
         };
         let verdict = match &outcome {

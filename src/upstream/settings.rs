@@ -120,10 +120,13 @@ pub struct TimeoutSettings {
     #[serde(with = "duration_serde")]
     pub first_byte: Duration,
     /// Across all attempts and backoff sleeps, until the final response head. The
-    /// response body is governed by `idle` instead, so long downloads are not cut. Default 120 s.
+    /// response body is governed by `idle` instead, so long downloads are not cut, and
+    /// so is a streamed request body while it moves: the time it takes to send does not
+    /// count. Default 120 s.
     #[serde(with = "duration_serde")]
     pub total: Duration,
-    /// Longest wait between two frames of the response body. Default 60 s.
+    /// Longest wait between two frames of a body: of the response, of the client's
+    /// request body, and of the upstream taking a streamed request body. Default 60 s.
     #[serde(with = "duration_serde")]
     pub idle: Duration,
 }

@@ -247,6 +247,15 @@ fn is_s3_family(service: &str) -> bool {
     )
 }
 
+/// Recomputes the signature of a request head whose payload is not signed
+/// (`UNSIGNED-PAYLOAD`), for upstreams that read the head themselves.
+pub fn verify_unsigned_payload_head(
+    parts: &http::request::Parts,
+    keys: &Keyring,
+) -> Result<(), String> {
+    verify(parts, b"", keys).map(|_| ())
+}
+
 /// Recomputes the request's signature with the `aws-sigv4` crate.
 fn verify(parts: &http::request::Parts, body: &[u8], keys: &Keyring) -> Result<Verified, String> {
     use aws_sigv4::http_request::{
