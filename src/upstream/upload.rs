@@ -11,7 +11,7 @@
 //! request; after the last one it holds again, moved later by the time the
 //! upload took.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -29,12 +29,12 @@ pub(crate) struct UploadProgress {
     started: AtomicU64,
     /// Nanoseconds after `base` (plus one; 0: not yet) when the last frame was.
     finished: AtomicU64,
-    /// Nanoseconds after `base` of the connection's latest poll.
+    /// The connection's latest poll, in one word so the two are read together:
+    /// nanoseconds after `base`, shifted left by one, with the low bit set if
+    /// that poll got a frame (the next move is then the connection's: the
+    /// upstream side holds things up) and clear while signet waits for the
+    /// client.
     polled: AtomicU64,
-    /// Whether that poll got a frame, so the next move is the connection's: true
-    /// while the upstream side holds things up, false while signet waits for
-    /// the client.
-    handed: AtomicBool,
 }
 
 impl UploadProgress {
@@ -44,12 +44,14 @@ impl UploadProgress {
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             polled: AtomicU64::new(0),
-            handed: AtomicBool::new(false),
         }
     }
 
     fn since_base(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
+        // At most 2^62 ns (146 years): room for the poll word's flag bit.
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(1 << 62)
     }
 
     fn at(&self, stamp: u64) -> Instant {
@@ -60,8 +62,8 @@ impl UploadProgress {
     /// `data` bytes in it), `end` whether that was the last.
     pub(crate) fn polled(&self, frame: bool, data: bool, end: bool) {
         let now = self.since_base(Instant::now());
-        self.polled.store(now, Ordering::Relaxed);
-        self.handed.store(frame, Ordering::Relaxed);
+        self.polled
+            .store(now << 1 | u64::from(frame), Ordering::Relaxed);
         if data && self.started.load(Ordering::Relaxed) == 0 {
             self.started.store(now + 1, Ordering::Release);
         }
@@ -93,8 +95,8 @@ impl UploadProgress {
     /// connection last got a frame, if it has not been back since. `None`
     /// while signet is waiting for the client.
     fn stalled_at(&self, idle: Duration) -> Option<Instant> {
-        let handed = self.handed.load(Ordering::Relaxed);
-        handed.then(|| self.at(self.polled.load(Ordering::Relaxed)) + idle)
+        let polled = self.polled.load(Ordering::Relaxed);
+        (polled & 1 == 1).then(|| self.at(polled >> 1) + idle)
     }
 }
 
