@@ -19,6 +19,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::lines::{LineBuffers, THREAD_BUFFER_BYTES};
+
 /// Target of the per-request access-log event.
 pub const ACCESS_TARGET: &str = "signet::access";
 
@@ -147,55 +149,17 @@ where
 /// How often buffered log lines are written out.
 pub const LOG_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// stdout behind a 64 KiB buffer that a background thread flushes every
-/// [`LOG_FLUSH_INTERVAL`]: logging a line is one copy under a short lock, and
-/// a busy proxy writes many lines per system call instead of one each.
-#[derive(Clone)]
-pub struct BufferedStdout(std::sync::Arc<std::sync::Mutex<std::io::BufWriter<std::io::Stdout>>>);
-
-impl BufferedStdout {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::io::BufWriter<std::io::Stdout>> {
-        // A panic while holding the lock leaves a usable buffer behind.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// One log line's access to [`BufferedStdout`].
-pub struct BufferedStdoutWriter<'a>(std::sync::MutexGuard<'a, std::io::BufWriter<std::io::Stdout>>);
-
-impl std::io::Write for BufferedStdoutWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        // Flushed by the background thread; a line never waits for stdout.
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for BufferedStdout {
-    type Writer = BufferedStdoutWriter<'a>;
-    fn make_writer(&'a self) -> Self::Writer {
-        BufferedStdoutWriter(self.lock())
-    }
-}
-
 /// Keeps the log flusher running; dropping it writes out what is buffered.
 /// Hold it until the process exits.
 pub struct LogGuard {
-    out: BufferedStdout,
+    out: LineBuffers,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = std::io::Write::flush(&mut *self.out.lock());
+        self.out.flush();
     }
 }
 
@@ -203,7 +167,7 @@ impl Drop for LogGuard {
 /// [`layered_filter`]: `flag` (`--log-level`), then `RUST_LOG`, then
 /// `configured` (the config file's `log.level`), then [`DEFAULT_LEVEL`].
 ///
-/// Lines go through [`BufferedStdout`]; they appear within
+/// Lines go through per-thread [`LineBuffers`]; they appear within
 /// [`LOG_FLUSH_INTERVAL`], and the returned guard flushes the rest on exit.
 pub fn init_layered(
     flag: Option<&str>,
@@ -211,9 +175,7 @@ pub fn init_layered(
     format: LogFormat,
 ) -> Result<LogGuard, TelemetryError> {
     let filter = layered_filter(flag, rust_log().as_deref(), configured)?;
-    let out = BufferedStdout(std::sync::Arc::new(std::sync::Mutex::new(
-        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
-    )));
+    let out = LineBuffers::new(std::io::stdout(), THREAD_BUFFER_BYTES);
     subscriber(filter, format, out.clone())
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
@@ -228,7 +190,7 @@ pub fn init_layered(
         .spawn(move || {
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(LOG_FLUSH_INTERVAL);
-                let _ = std::io::Write::flush(&mut *flusher.lock());
+                flusher.flush();
             }
         })
         .map_err(|e| TelemetryError::Flusher(e.to_string()))?;
@@ -326,10 +288,11 @@ impl Default for ClientAddr {
 
 /// The process-wide JSON output [`init_layered`] installed, if any. Access
 /// lines go into it directly: formatted by [`super::json::write_access_line`]
-/// into a per-thread buffer and copied in one piece, without a tracing event.
-static ACCESS_LINES: std::sync::OnceLock<BufferedStdout> = std::sync::OnceLock::new();
+/// and appended to the thread's line buffer in one piece, without a tracing
+/// event.
+static ACCESS_LINES: std::sync::OnceLock<LineBuffers> = std::sync::OnceLock::new();
 
-fn write_access_line(out: &BufferedStdout, rec: &AccessRecord<'_>) {
+fn write_access_line(out: &LineBuffers, rec: &AccessRecord<'_>) {
     thread_local! {
         static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
     }
@@ -338,8 +301,7 @@ fn write_access_line(out: &BufferedStdout, rec: &AccessRecord<'_>) {
         line.clear();
         let now = std::time::SystemTime::now();
         if super::json::write_access_line(line, rec, &path, now).is_ok() {
-            // A failed write to stdout has nowhere to be reported.
-            let _ = std::io::Write::write_all(&mut *out.lock(), line.as_bytes());
+            out.append(line.as_bytes());
         }
     });
 }

@@ -1,7 +1,8 @@
 //! Telemetry: Prometheus metrics ([`metrics`]) and structured, redacted logs
-//! ([`logging`]).
+//! ([`logging`]) written to stdout through per-thread buffers ([`lines`]).
 
 mod json;
+pub mod lines;
 pub mod logging;
 pub mod metrics;
 
