@@ -49,6 +49,7 @@ mod gap;
 mod retry;
 mod settings;
 mod shed;
+mod sweep;
 mod upload;
 
 use std::sync::Arc;

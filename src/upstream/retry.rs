@@ -17,6 +17,7 @@ use super::body::BodySource;
 use super::client::Pool;
 use super::error::{ForwardError, TimeoutKind};
 use super::settings::{RetryMode, RetrySettings};
+use super::sweep::SweepAt;
 use super::{OutboundRequest, ResponseBody, UpstreamObserver};
 
 /// Largest error body read to find its error code (only with a known length).
@@ -447,8 +448,31 @@ struct RetryState {
 
 type Hasher = foldhash::fast::RandomState;
 
-/// One route's retry states by upstream.
-type ByUpstream = HashMap<Arc<str>, Arc<RetryState>, Hasher>;
+impl RetryState {
+    /// Whether dropping this state loses nothing at `now`: no request holds
+    /// it, its budget is full, and its rate limiter was never used or not for
+    /// [`FORGET_LIMITER_AFTER`].
+    fn forgettable(self: &Arc<Self>, now: Instant) -> bool {
+        Arc::strong_count(self) == 1
+            && self.budget.tokens.load(Ordering::Acquire) >= self.budget.capacity
+            && self.limiter.lock().is_ok_and(|limiter| {
+                limiter
+                    .last_refill
+                    .is_none_or(|used| now.duration_since(used) >= FORGET_LIMITER_AFTER)
+            })
+    }
+}
+
+/// How long an adaptive rate limiter must have been unused before its
+/// upstream's retry state may be dropped (its measured rate is stale by then).
+const FORGET_LIMITER_AFTER: Duration = Duration::from_secs(600);
+
+/// One route's retry states by upstream, swept as it grows ([`SweepAt`]).
+#[derive(Debug, Default)]
+struct ByUpstream {
+    states: HashMap<Arc<str>, Arc<RetryState>, Hasher>,
+    sweep: SweepAt,
+}
 
 /// Retry states by route, then upstream (`scheme://authority`), made on first use.
 #[derive(Debug, Default)]
@@ -472,12 +496,19 @@ impl RetryStates {
         let Ok(mut states) = self.states.lock() else {
             return make();
         };
-        if let Some(state) = states.get(&**route).and_then(|by| by.get(&**upstream)) {
+        if let Some(state) = states
+            .get(&**route)
+            .and_then(|by| by.states.get(&**upstream))
+        {
             return state.clone();
         }
-        states
-            .entry(route.clone())
-            .or_default()
+        let by = states.entry(route.clone()).or_default();
+        if by.sweep.due(by.states.len()) {
+            let now = Instant::now();
+            by.states.retain(|_, state| !state.forgettable(now));
+            by.sweep.swept(by.states.len());
+        }
+        by.states
             .entry(upstream.clone())
             .or_insert_with(make)
             .clone()
@@ -642,6 +673,43 @@ async fn wait_for_send_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn forgets_retry_states_that_hold_nothing_as_a_route_names_new_upstreams() {
+        let (states, settings) = (RetryStates::default(), RetrySettings::default());
+        let route: Arc<str> = "buckets".into();
+        let key = |name: &str| -> Arc<str> { format!("https://{name}").into() };
+        let state = |name: &str| states.state(&route, &key(name), &settings);
+        let many = |from: usize| {
+            for i in from..from + 10_000 {
+                drop(state(&format!("bucket-{i}")));
+            }
+        };
+        let kept = |name: &str| {
+            let states = states.states.lock().unwrap();
+            states[&route].states.contains_key(&*key(name))
+        };
+        assert!(state("drained").budget.try_take(5));
+        state("throttled")
+            .limiter
+            .lock()
+            .unwrap()
+            .on_response(true, Instant::now());
+        let held = state("held");
+
+        many(0);
+        assert!(kept("drained") && kept("throttled") && kept("held"));
+        let len = states.states.lock().unwrap()[&route].states.len();
+        assert!(len < 200, "{len} states kept");
+
+        // Once the limiter has been unused long enough, the refunded budget
+        // is full again and no request holds the state, nothing is kept.
+        tokio::time::advance(FORGET_LIMITER_AFTER).await;
+        state("drained").budget.give_back(5);
+        drop(held);
+        many(10_000);
+        assert!(!kept("drained") && !kept("throttled") && !kept("held"));
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
         let mut map = http::HeaderMap::new();

@@ -9,12 +9,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::ForwardError;
+use super::sweep::SweepAt;
 use super::{OutboundRequest, UpstreamObserver};
 
 /// In-flight counters, one per upstream (`scheme://authority`).
+///
+/// A counter no request holds is zero, the same as a new one, so the map is
+/// swept of those as it grows ([`SweepAt`]).
 #[derive(Default)]
 pub(crate) struct InFlight {
-    counters: Mutex<HashMap<String, Arc<AtomicUsize>, foldhash::fast::RandomState>>,
+    counters: Mutex<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    by_upstream: HashMap<String, Arc<AtomicUsize>, foldhash::fast::RandomState>,
+    sweep: SweepAt,
+}
+
+impl Counters {
+    /// `upstream`'s counter, made on first use.
+    fn counter(&mut self, upstream: &str) -> Arc<AtomicUsize> {
+        if let Some(counter) = self.by_upstream.get(upstream) {
+            return counter.clone();
+        }
+        if self.sweep.due(self.by_upstream.len()) {
+            // Permits hold a clone; counters are cloned only under this lock.
+            self.by_upstream
+                .retain(|_, counter| Arc::strong_count(counter) > 1);
+            self.sweep.swept(self.by_upstream.len());
+        }
+        self.by_upstream
+            .entry(upstream.to_owned())
+            .or_default()
+            .clone()
+    }
 }
 
 /// One request's place in its upstream's in-flight count; released on drop.
@@ -49,13 +78,7 @@ impl InFlight {
 
     /// Takes a place for `upstream` if fewer than `limit` requests are in flight.
     pub(crate) fn try_acquire(&self, upstream: &str, limit: usize) -> Option<InFlightPermit> {
-        let counter = {
-            let mut counters = self.counters.lock().ok()?;
-            match counters.get(upstream) {
-                Some(counter) => counter.clone(),
-                None => counters.entry(upstream.to_owned()).or_default().clone(),
-            }
-        };
+        let counter = self.counters.lock().ok()?.counter(upstream);
         counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
@@ -94,6 +117,26 @@ mod tests {
         assert!(in_flight.try_acquire("https://b", 2).is_some());
         drop(a);
         assert!(in_flight.try_acquire("https://a", 2).is_some());
+    }
+
+    #[test]
+    fn forgets_idle_upstreams_as_the_map_grows_and_keeps_busy_ones() {
+        let in_flight = InFlight::default();
+        let busy = in_flight.try_acquire("https://busy", 1).unwrap();
+        for i in 0..10_000 {
+            // One request each to many hosts, as host routing to buckets makes.
+            drop(
+                in_flight
+                    .try_acquire(&format!("https://bucket-{i}"), 1)
+                    .unwrap(),
+            );
+        }
+        let len = in_flight.counters.lock().unwrap().by_upstream.len();
+        assert!(len < 200, "{len} counters kept");
+        // The busy upstream's count survived every sweep.
+        assert!(in_flight.try_acquire("https://busy", 1).is_none());
+        drop(busy);
+        assert!(in_flight.try_acquire("https://busy", 1).is_some());
     }
 
     #[test]
