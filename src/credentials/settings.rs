@@ -461,12 +461,9 @@ pub fn validate_session_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The same check routes get: the shape of an AWS region name.
 fn validate_region(region: &str, key: &str) -> Result<(), String> {
-    if region.is_empty()
-        || !region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !crate::routing::endpoint::is_region_name(region) {
         return Err(format!(
             "{key} {region:?} is not a region name such as us-east-1"
         ));
@@ -596,6 +593,23 @@ mod tests {
         let mut role = AssumeRoleSettings::new("arn:aws:iam::111122223333:role/reader");
         role.duration_secs = Some(60);
         assert!(role.validate().unwrap_err().contains("duration_secs"));
+    }
+
+    #[test]
+    fn checks_the_sts_region_as_routes_check_regions() {
+        let mut role = AssumeRoleSettings::new("arn:aws:iam::111122223333:role/reader");
+        for good in ["us-east-1", "us-gov-west-1", "cn-north-1", "ap-southeast-9"] {
+            role.region = Some(good.into());
+            assert_eq!(role.validate(), Ok(()), "{good}");
+        }
+        for bad in ["us-est-1", "useast1", "", "us-east"] {
+            role.region = Some(bad.into());
+            let e = role.validate().unwrap_err();
+            assert!(
+                e.starts_with("assume_role.region") && e.contains("region name"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
