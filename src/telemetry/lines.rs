@@ -134,6 +134,10 @@ impl LineBuffers {
             threads.retain(|t| Arc::strong_count(t) > 1 || !lock(t).lines.is_empty());
             threads.clone()
         };
+        // The output stays locked from taking a thread's lines until they
+        // are written, so a thread whose buffer fills meanwhile cannot write
+        // its newer lines first.
+        let mut out = lock(&self.0.out);
         for thread in threads {
             let lines = {
                 let mut pending = lock(&thread);
@@ -142,7 +146,8 @@ impl LineBuffers {
                 }
                 pending.take()
             };
-            self.write_back(&thread, lines);
+            write_to(&mut out, &lines);
+            lock(&thread).give_back(lines);
         }
     }
 
@@ -167,11 +172,14 @@ impl LineBuffers {
     }
 
     fn write_out(&self, lines: &[u8]) {
-        let mut out = lock(&self.0.out);
-        // A failed write to the log output has nowhere to be reported.
-        let _ = out.write_all(lines);
-        let _ = out.flush();
+        write_to(&mut lock(&self.0.out), lines);
     }
+}
+
+fn write_to(out: &mut Box<dyn Write + Send>, lines: &[u8]) {
+    // A failed write to the log output has nowhere to be reported.
+    let _ = out.write_all(lines);
+    let _ = out.flush();
 }
 
 /// One log event's writer: what it writes goes into the thread's buffer.
@@ -258,6 +266,15 @@ mod tests {
     fn lines_of_many_threads_arrive_whole_and_in_thread_order() {
         let out = Writes::default();
         let lines = LineBuffers::new(out.clone(), 256);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flusher = {
+            let (lines, done) = (lines.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    lines.flush();
+                }
+            })
+        };
         let writers: Vec<_> = (0..4)
             .map(|t| {
                 let lines = lines.clone();
@@ -274,6 +291,8 @@ mod tests {
         for w in writers {
             w.join().unwrap();
         }
+        done.store(true, Ordering::Relaxed);
+        flusher.join().unwrap();
         // The threads have ended; their last lines are still written.
         lines.flush();
         let text = String::from_utf8(out.all()).unwrap();
