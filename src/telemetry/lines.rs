@@ -2,8 +2,8 @@
 //!
 //! Appending a line touches only the calling thread's buffer, so proxy
 //! workers logging a line per request never wait for each other or share a
-//! cache line. A buffer that reaches its capacity is written out by its own
-//! thread; [`LineBuffers::flush`] (called by a background thread every
+//! cache line. A buffer that a line would take past its capacity is first
+//! written out by its own thread; [`LineBuffers::flush`] (called by a background thread every
 //! [`super::logging::LOG_FLUSH_INTERVAL`], and once more at exit) writes out
 //! every thread's lines. Writes to the output are whole buffers of whole
 //! lines, one at a time, so lines never interleave, even on a pipe.
@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Bytes a thread's buffer holds before that thread writes it out itself.
+/// Bytes a thread's buffer holds at most; a line that would not fit makes
+/// the thread write the buffer out first.
 pub const THREAD_BUFFER_BYTES: usize = 64 * 1024;
 
 /// One thread's lines waiting to be written.
@@ -94,8 +95,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LineBuffers {
-    /// Buffers in front of `out`; each thread writes its buffer out once it
-    /// holds `capacity` bytes.
+    /// Buffers in front of `out`; each thread writes its buffer out rather
+    /// than let it grow past `capacity` bytes.
     pub fn new(out: impl Write + Send + 'static, capacity: usize) -> Self {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Self(Arc::new(Shared {
@@ -106,16 +107,21 @@ impl LineBuffers {
         }))
     }
 
-    /// Adds `lines` (whole lines) to this thread's buffer, and writes the
-    /// buffer out if it is now full.
+    /// Adds `lines` (whole lines) to this thread's buffer, after writing out
+    /// what it holds if `lines` would not fit.
     pub fn append(&self, lines: &[u8]) {
         let full = MINE.try_with(|mine| {
             let mut mine = mine.borrow_mut();
             let at = self.thread_buffer(&mut mine);
             let buffer = &mine[at].1;
             let mut pending = lock(buffer);
+            // Written before it would outgrow its capacity, so its
+            // allocation stays within it (unless one line is longer).
+            let full = (!pending.lines.is_empty()
+                && pending.lines.len() + lines.len() > self.0.capacity)
+                .then(|| (buffer.clone(), pending.take()));
             pending.lines.extend_from_slice(lines);
-            (pending.lines.len() >= self.0.capacity).then(|| (buffer.clone(), pending.take()))
+            full
         });
         match full {
             Ok(Some((buffer, full))) => self.write_back(&buffer, full),
@@ -246,20 +252,26 @@ mod tests {
     }
 
     #[test]
-    fn a_full_buffer_is_written_by_its_thread() {
+    fn a_thread_writes_its_buffer_when_the_next_line_would_not_fit() {
         let out = Writes::default();
-        let lines = LineBuffers::new(out.clone(), 8);
+        let lines = LineBuffers::new(out.clone(), 10);
         lines.append(b"1234\n");
-        assert_eq!(out.count(), 0);
         lines.append(b"5678\n");
-        assert_eq!(out.all(), b"1234\n5678\n");
-        // The written buffer's allocation is kept for the next one.
-        let threads = lock(&lines.0.threads).clone();
-        assert!(lock(&threads[0]).spare.capacity() >= 10);
-        assert!(lock(&threads[0]).lines.is_empty());
+        assert_eq!(out.count(), 0, "10 bytes fit");
         lines.append(b"9\n");
+        assert_eq!(out.all(), b"1234\n5678\n");
+        let threads = lock(&lines.0.threads).clone();
+        {
+            let pending = lock(&threads[0]);
+            assert_eq!(pending.lines, b"9\n");
+            // The written buffer's allocation is kept for the next one, and
+            // no buffer grows past the capacity.
+            assert!((10..=16).contains(&pending.spare.capacity()));
+        }
+        // A line longer than the capacity still goes out whole.
+        lines.append(b"a line of 24 characters\n");
         lines.flush();
-        assert_eq!(out.all(), b"1234\n5678\n9\n");
+        assert_eq!(out.all(), b"1234\n5678\n9\na line of 24 characters\n");
     }
 
     #[test]
