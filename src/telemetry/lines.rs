@@ -110,24 +110,28 @@ impl LineBuffers {
     /// Adds `lines` (whole lines) to this thread's buffer, after writing out
     /// what it holds if `lines` would not fit.
     pub fn append(&self, lines: &[u8]) {
-        let full = MINE.try_with(|mine| {
+        let appended = MINE.try_with(|mine| {
             let mut mine = mine.borrow_mut();
             let at = self.thread_buffer(&mut mine);
             let buffer = &mine[at].1;
             let mut pending = lock(buffer);
             // Written before it would outgrow its capacity, so its
             // allocation stays within it (unless one line is longer).
-            let full = (!pending.lines.is_empty()
-                && pending.lines.len() + lines.len() > self.0.capacity)
-                .then(|| (buffer.clone(), pending.take()));
+            if !pending.lines.is_empty() && pending.lines.len() + lines.len() > self.0.capacity {
+                let full = pending.take();
+                // Not locked while waiting for the output (a flush holds the
+                // output while it locks each buffer); empty meanwhile, so a
+                // flush cannot write anything of this thread's before `full`.
+                drop(pending);
+                self.write_out(&full);
+                pending = lock(buffer);
+                pending.give_back(full);
+            }
             pending.lines.extend_from_slice(lines);
-            full
         });
-        match full {
-            Ok(Some((buffer, full))) => self.write_back(&buffer, full),
-            Ok(None) => {}
+        if appended.is_err() {
             // The thread is exiting and its buffers are gone: write directly.
-            Err(_) => self.write_out(lines),
+            self.write_out(lines);
         }
     }
 
@@ -155,12 +159,6 @@ impl LineBuffers {
             write_to(&mut out, &lines);
             lock(&thread).give_back(lines);
         }
-    }
-
-    /// Writes `lines` taken from `buffer` out, then returns their allocation.
-    fn write_back(&self, buffer: &ThreadLines, lines: Vec<u8>) {
-        self.write_out(&lines);
-        lock(buffer).give_back(lines);
     }
 
     /// Where this thread's buffer for this instance is in `mine`; made and
