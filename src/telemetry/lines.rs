@@ -3,10 +3,11 @@
 //! Appending a line touches only the calling thread's buffer, so proxy
 //! workers logging a line per request never wait for each other or share a
 //! cache line. A buffer that a line would take past its capacity is first
-//! written out by its own thread; [`LineBuffers::flush`] (called by a background thread every
-//! [`super::logging::LOG_FLUSH_INTERVAL`], and once more at exit) writes out
-//! every thread's lines. Writes to the output are whole buffers of whole
-//! lines, one at a time, so lines never interleave, even on a pipe.
+//! written out by its own thread; [`LineBuffers::flush`] (called by a
+//! background thread every [`super::logging::LOG_FLUSH_INTERVAL`], and once
+//! more at exit) writes out every thread's lines. Writes to the output are
+//! whole buffers of whole lines, one at a time, so lines never interleave,
+//! even on a pipe.
 //!
 //! Lines of one thread keep their order; lines of different threads appear in
 //! the order their buffers were written (within a flush interval of when they
