@@ -503,11 +503,9 @@ impl RetryStates {
             return state.clone();
         }
         let by = states.entry(route.clone()).or_default();
-        if by.sweep.due(by.states.len()) {
-            let now = Instant::now();
-            by.states.retain(|_, state| !state.forgettable(now));
-            by.sweep.swept(by.states.len());
-        }
+        let now = Instant::now();
+        by.sweep
+            .before_insert(&mut by.states, |_, state| !state.forgettable(now));
         by.states
             .entry(upstream.clone())
             .or_insert_with(make)

@@ -33,12 +33,11 @@ impl Counters {
         if let Some(counter) = self.by_upstream.get(upstream) {
             return counter.clone();
         }
-        if self.sweep.due(self.by_upstream.len()) {
-            // Permits hold a clone; counters are cloned only under this lock.
-            self.by_upstream
-                .retain(|_, counter| Arc::strong_count(counter) > 1);
-            self.sweep.swept(self.by_upstream.len());
-        }
+        // Permits hold a clone; counters are cloned only under this lock.
+        self.sweep
+            .before_insert(&mut self.by_upstream, |_, counter| {
+                Arc::strong_count(counter) > 1
+            });
         self.by_upstream
             .entry(upstream.to_owned())
             .or_default()

@@ -7,6 +7,8 @@
 //! sweep: the cost stays constant per new entry, and a map of the upstreams
 //! actually in use is never swept at all.
 
+use std::collections::HashMap;
+
 /// The size below which a map is never swept.
 const MIN_SWEEP_LEN: usize = 64;
 
@@ -21,14 +23,27 @@ impl Default for SweepAt {
 }
 
 impl SweepAt {
+    /// Before `map` gets one more entry: if it has doubled since its last
+    /// sweep, drops the entries `keep` says hold nothing.
+    pub(crate) fn before_insert<K, V, S>(
+        &mut self,
+        map: &mut HashMap<K, V, S>,
+        keep: impl FnMut(&K, &mut V) -> bool,
+    ) {
+        if self.due(map.len()) {
+            map.retain(keep);
+            self.swept(map.len());
+        }
+    }
+
     /// Whether a map of `len` entries, about to get one more, is due a sweep.
-    pub(crate) fn due(&self, len: usize) -> bool {
+    fn due(&self, len: usize) -> bool {
         len >= self.0
     }
 
     /// Records a sweep that left `len` entries: the next one is due when the
     /// map has doubled.
-    pub(crate) fn swept(&mut self, len: usize) {
+    fn swept(&mut self, len: usize) {
         self.0 = (2 * len).max(MIN_SWEEP_LEN);
     }
 }
@@ -50,5 +65,17 @@ mod tests {
         at.swept(3);
         assert!(!at.due(MIN_SWEEP_LEN - 1));
         assert!(at.due(MIN_SWEEP_LEN));
+    }
+
+    #[test]
+    fn drops_what_keep_refuses_only_when_due() {
+        let mut at = SweepAt::default();
+        let mut map: HashMap<usize, bool> = (0..MIN_SWEEP_LEN - 1).map(|i| (i, i < 10)).collect();
+        at.before_insert(&mut map, |_, kept| *kept);
+        assert_eq!(map.len(), MIN_SWEEP_LEN - 1, "not due yet");
+        map.insert(MIN_SWEEP_LEN - 1, false);
+        at.before_insert(&mut map, |_, kept| *kept);
+        assert_eq!(map.len(), 10);
+        assert!(!at.due(MIN_SWEEP_LEN - 1));
     }
 }
