@@ -178,3 +178,54 @@ async fn insecure_skip_verify_accepts_an_unknown_certificate() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// A TLS handshake with the server at `addr`, presenting `name` as the server
+/// name (SNI and the name the certificate is checked against).
+async fn handshake(
+    config: &rustls::ClientConfig,
+    addr: std::net::SocketAddr,
+    name: &str,
+) -> std::io::Result<()> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config.clone()));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    connector.connect(name, tcp).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_still_verifies_aws_endpoints() {
+    let addr = tls_server(&[b"http/1.1"]).await;
+    let insecure = TlsSettings {
+        ca_bundle: None,
+        insecure_skip_verify: true,
+    };
+    let config = signet::upstream::tls_config(&insecure).unwrap();
+    // A local name: the unknown issuer is accepted.
+    handshake(&config, addr, "localhost").await.unwrap();
+    handshake(&config, addr, "minio.test").await.unwrap();
+    // AWS endpoint names are verified all the same.
+    for name in [
+        "sqs.us-east-1.amazonaws.com",
+        "bucket.s3.cn-north-1.amazonaws.com.cn",
+        "abc.lambda-url.us-west-2.on.aws",
+        "sts.us-gov-west-1.amazonaws.com",
+    ] {
+        let error = handshake(&config, addr, name).await.unwrap_err();
+        assert!(
+            error.to_string().contains("UnknownIssuer"),
+            "{name}: {error}"
+        );
+    }
+    // Trusting the issuer does not make its localhost certificate good for an AWS name.
+    let bundle = ca_bundle();
+    let trusting = TlsSettings {
+        ca_bundle: Some(bundle.path().to_path_buf()),
+        insecure_skip_verify: true,
+    };
+    let config = signet::upstream::tls_config(&trusting).unwrap();
+    let error = handshake(&config, addr, "sqs.us-east-1.amazonaws.com")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not valid for name"), "{error}");
+    handshake(&config, addr, "localhost").await.unwrap();
+}

@@ -19,6 +19,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -29,6 +30,7 @@ use super::error::{ForwardError, TimeoutKind, UpstreamError};
 use super::settings::{TimeoutSettings, TlsSettings};
 use super::{ResponseBody, UpstreamObserver};
 use crate::error_chain::error_chain;
+use crate::routing::endpoint::is_aws_domain;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -383,69 +385,93 @@ fn caused_by<'e, T: StdError + 'static>(error: &'e (dyn StdError + 'static)) -> 
 }
 
 /// The rustls client configuration for `settings`: the `ring` provider, the
-/// webpki roots plus any extra CA bundle, or no verification when asked.
-pub(crate) fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, UpstreamError> {
+/// webpki roots plus any extra CA bundle. With `insecure_skip_verify` the
+/// certificates of upstreams outside the AWS endpoint domains are accepted
+/// unchecked ([`SkipOutsideAws`]); AWS endpoints are always verified.
+pub fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, UpstreamError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-    if settings.insecure_skip_verify {
-        tracing::warn!(
-            "TLS certificate verification of upstreams is OFF (insecure_skip_verify); \
-             use this only for local test endpoints"
-        );
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth());
+    let roots = root_store(settings)?;
+    if !settings.insecure_skip_verify {
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
     }
+    tracing::warn!(
+        "TLS certificate verification is OFF for upstreams outside the AWS endpoint \
+         domains (insecure_skip_verify); use this only for local test endpoints"
+    );
+    let strict = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(SkipOutsideAws { strict, provider }))
+        .with_no_client_auth())
+}
+
+/// The webpki roots plus the certificates of `settings.ca_bundle`, if set.
+fn root_store(settings: &TlsSettings) -> Result<RootCertStore, UpstreamError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    if let Some(path) = &settings.ca_bundle {
-        let shown = path.display().to_string();
-        let pem = std::fs::read(path).map_err(|source| UpstreamError::CaBundleRead {
+    let Some(path) = &settings.ca_bundle else {
+        return Ok(roots);
+    };
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| UpstreamError::CaBundleRead {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut added = 0;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| UpstreamError::CaBundleInvalid {
             path: shown.clone(),
-            source,
+            reason: e.to_string(),
         })?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| UpstreamError::CaBundleInvalid {
+        roots
+            .add(cert)
+            .map_err(|e| UpstreamError::CaBundleInvalid {
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;
-            roots
-                .add(cert)
-                .map_err(|e| UpstreamError::CaBundleInvalid {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(UpstreamError::CaBundleInvalid {
-                path: shown,
-                reason: "no PEM certificates found".into(),
-            });
-        }
+        added += 1;
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    if added == 0 {
+        return Err(UpstreamError::CaBundleInvalid {
+            path: shown,
+            reason: "no PEM certificates found".into(),
+        });
+    }
+    Ok(roots)
 }
 
-/// Accepts any server certificate but still checks handshake signatures.
+/// The verifier `insecure_skip_verify` installs. A server whose name lies under
+/// an AWS endpoint domain is verified in full: signed requests and session
+/// tokens go there, so a forged certificate must not get them. Any other
+/// server's certificate is accepted unchecked. Handshake signatures are checked
+/// for all.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
+struct SkipOutsideAws {
+    strict: Arc<WebPkiServerVerifier>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl ServerCertVerifier for SkipOutsideAws {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match server_name {
+            ServerName::DnsName(name) if is_aws_domain(name.as_ref()) => self
+                .strict
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -458,7 +484,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -472,12 +498,14 @@ impl ServerCertVerifier for AcceptAnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

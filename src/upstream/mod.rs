@@ -55,7 +55,7 @@ mod upload;
 use std::sync::Arc;
 
 pub use body::ResponseBody;
-pub(crate) use client::tls_config;
+pub use client::tls_config;
 pub use error::{ForwardError, SignFailure, TimeoutKind, UpstreamError};
 pub(crate) use gap::GapTimer;
 pub(crate) use retry::xml_element;

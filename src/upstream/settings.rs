@@ -191,8 +191,9 @@ impl LimitSettings {
 pub struct TlsSettings {
     /// A PEM file of extra CA certificates trusted besides the built-in web PKI roots.
     pub ca_bundle: Option<PathBuf>,
-    /// Skip certificate verification entirely. Only for local test endpoints with
-    /// self-signed certificates; signet logs a warning when it is on.
+    /// Skip certificate verification of upstreams outside the AWS endpoint domains
+    /// (local test endpoints with self-signed certificates). AWS endpoints are
+    /// verified all the same. signet logs a warning when it is on.
     pub insecure_skip_verify: bool,
 }
 
