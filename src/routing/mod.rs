@@ -48,6 +48,7 @@
 //! ```
 
 pub mod endpoint;
+pub mod names;
 
 use std::sync::Arc;
 
@@ -80,7 +81,8 @@ pub struct TargetPolicy {
 /// Where and how one request goes.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The route's name for logs and metrics; host-routed requests read `aws:<service>`.
+    /// The route's name for logs and metrics; host-routed requests read `aws:<service>`
+    /// (`aws:other` past [`names::MAX_HOST_ROUTE_NAMES`] services).
     pub route: Arc<str>,
     /// Whether this came from host-based AWS routing rather than a configured route.
     pub host_routed: bool,
@@ -165,6 +167,8 @@ pub struct RouteTable {
     host_service: Option<Arc<str>>,
     /// Signing region host-routed requests use instead of the Host's.
     host_region: Option<Arc<str>>,
+    /// The `aws:<service>` names host-routed requests have been given.
+    host_names: names::HostRouteNames,
 }
 
 impl RouteTable {
@@ -189,6 +193,7 @@ impl RouteTable {
             host_policy,
             host_service: d.service.as_deref().map(Arc::from),
             host_region: d.region.as_deref().map(Arc::from),
+            host_names: names::HostRouteNames::default(),
         }
     }
 
@@ -289,7 +294,7 @@ impl RouteTable {
                     None => ep.region.into(),
                 };
                 Ok(Target {
-                    route: format!("aws:{service}").into(),
+                    route: self.host_names.name(&service),
                     host_routed: true,
                     scheme: http::uri::Scheme::HTTPS,
                     upstream: format!("https://{authority}").into(),
@@ -564,6 +569,24 @@ mod tests {
             target.policy.upstream.retry.max_backoff,
             crate::upstream::RetrySettings::default().max_backoff
         );
+    }
+
+    #[test]
+    fn a_client_cannot_make_host_route_names_without_bound() {
+        let t = table(ROUTES);
+        let route = |host: &str| t.resolve(Some(host), "/").unwrap().route;
+        let sqs = route("sqs.us-east-1.amazonaws.com");
+        assert_eq!(&*route("b0.s3.us-east-1.amazonaws.com"), "aws:s3");
+        let names: std::collections::HashSet<Arc<str>> = (0..500)
+            .map(|i| route(&format!("svc{i}.us-east-1.amazonaws.com")))
+            .collect();
+        assert_eq!(names.len(), names::MAX_HOST_ROUTE_NAMES - 1);
+        assert!(names.iter().any(|n| &**n == names::OTHER_HOST_ROUTE));
+        // Services named before the bound keep their names; every bucket of
+        // a service shares its one name, made once.
+        assert!(Arc::ptr_eq(&sqs, &route("sqs.us-east-1.amazonaws.com")));
+        assert_eq!(&*route("b1.s3.us-east-1.amazonaws.com"), "aws:s3");
+        assert_eq!(&*route("sqs.eu-west-1.amazonaws.com"), "aws:sqs");
     }
 
     #[test]
