@@ -241,11 +241,14 @@ async fn metrics_move_as_traffic_flows() {
         "{after}"
     );
 
-    // An error answer counts too.
+    // An error answer counts too, its JSON body among the bytes written.
+    let out_before = sample(&after, "signet_body_bytes_out_total", &[("route", "test")]);
     let req = Request::post(format!("{}/q", signet.url()))
         .body(full(vec![0u8; 20_000]))
         .unwrap();
-    assert_eq!(send(req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!body.is_empty());
     tokio::time::sleep(Duration::from_millis(100)).await;
     let last = metrics_text(&signet).await;
     assert_eq!(
@@ -255,6 +258,10 @@ async fn metrics_move_as_traffic_flows() {
             &[("route", "test"), ("status", "413")]
         ),
         1.0
+    );
+    assert_eq!(
+        sample(&last, "signet_body_bytes_out_total", &[("route", "test")]) - out_before,
+        body.len() as f64
     );
 
     // /healthz and /readyz, and `signet health` against them.

@@ -508,7 +508,8 @@ impl Exchange {
 
     fn finish_error(self, err: ProxyError) -> Response {
         let response = err.into_response();
-        self.record(response.status().as_u16(), 0, None);
+        let bytes_out = response.body().size_hint().exact().unwrap_or(0);
+        self.record(response.status().as_u16(), bytes_out, None);
         response
     }
 
