@@ -18,7 +18,7 @@ use super::snapshot::{access_key_hint, SnapshotCell};
 ///
 /// The margin kept before expiry is `max(min_remaining, fraction × lifetime)`,
 /// moved earlier by a random part (`jitter ∈ [0, 1]`) of `jitter_fraction × margin`.
-/// The margin never exceeds half the lifetime, and the delay is at least
+/// The margin, jitter included, never exceeds half the lifetime, and the delay is at least
 /// `backoff_base`, so very short-lived credentials cannot cause a busy loop.
 pub(crate) fn refresh_delay(
     settings: &RefreshSettings,
@@ -32,9 +32,9 @@ pub(crate) fn refresh_delay(
         .as_secs_f64();
     let margin = settings
         .min_remaining_secs
-        .max(settings.lifetime_fraction * lifetime)
-        .min(lifetime / 2.0);
+        .max(settings.lifetime_fraction * lifetime);
     let margin = margin + jitter.clamp(0.0, 1.0) * settings.jitter_fraction * margin;
+    let margin = margin.min(lifetime / 2.0);
     let delay = (lifetime - margin).max(settings.backoff_base_secs);
     Duration::from_secs_f64(delay)
 }
@@ -196,6 +196,9 @@ mod tests {
         let s = RefreshSettings::default();
         let d = refresh_delay(&s, at(0), at(4), 0.0);
         assert_eq!(d, Duration::from_secs(2));
+        // Jitter does not push the margin past half the lifetime either.
+        let d = refresh_delay(&s, at(0), at(600), 1.0);
+        assert_eq!(d, Duration::from_secs(300));
         // Already expired: wait the backoff base rather than spinning.
         let d = refresh_delay(&s, at(10), at(5), 0.5);
         assert_eq!(d, Duration::from_secs(1));
