@@ -444,6 +444,37 @@ async fn strips_hop_by_hop_headers_both_ways() {
 }
 
 #[tokio::test]
+async fn strips_the_configured_headers_before_signing() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&one_route_config(
+        &up.url(),
+        "s3",
+        "us-east-1",
+        "strip_headers = [\"x-client-secret\", \"x-amz-meta-*\", \"authorization\", \"host\"]",
+    ));
+    let req = Request::put(format!("{}/bucket/key", signet.url()))
+        .header("x-client-secret", "hunter2")
+        .header("x-amz-meta-owner", "someone")
+        .header("x-amz-acl", "private")
+        .header("authorization", "Bearer client-token")
+        .body(full("data"))
+        .unwrap();
+    let (status, _, _) = send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = up.seen().pop().unwrap();
+    assert!(seen.headers.get("x-client-secret").is_none());
+    assert!(seen.headers.get("x-amz-meta-owner").is_none());
+    // Headers the list does not name still go, signed; Host and the
+    // signature are signet's own.
+    assert_eq!(seen.headers.get("x-amz-acl").unwrap(), "private");
+    let auth = seen.headers.get("authorization").unwrap().to_str().unwrap();
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 "), "{auth}");
+    assert!(auth.contains("x-amz-acl"), "{auth}");
+    assert!(seen.headers.get("host").is_some());
+    assert_no_rejections(&up);
+}
+
+#[tokio::test]
 async fn refuses_unknown_hosts_and_unrouted_paths() {
     let up = Upstream::start().await;
     let cfg = format!(

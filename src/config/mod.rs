@@ -877,6 +877,14 @@ mod tests {
                 "admin.listen: '127.0.0.1:8080' is also the proxy's listen address",
             ),
             (
+                "listen = \"0.0.0.0:8080\"\n[admin]\nlisten = \"127.0.0.1:8080\"\n",
+                "admin.listen: '127.0.0.1:8080' takes the port the proxy listens on ('0.0.0.0:8080')",
+            ),
+            (
+                "listen = \"127.0.0.1:9000\"\n[admin]\nlisten = \"[::]:9000\"\n",
+                "admin.listen: '[::]:9000' takes the port the proxy listens on ('127.0.0.1:9000')",
+            ),
+            (
                 "[credentials.x]\nkind = \"sso\"\n",
                 "credentials.x.kind: unknown variant `sso`",
             ),
@@ -932,6 +940,27 @@ mod tests {
                 .starts_with("2 problems in the configuration:\n  listen: "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn admin_may_share_a_port_on_another_address() {
+        for (proxy, admin) in [
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("0.0.0.0:8080", "[::1]:8080"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            let text = format!("listen = \"{proxy}\"\n[admin]\nlisten = \"{admin}\"\n");
+            assert!(parse(&text).is_ok(), "{proxy} and {admin}");
+        }
+    }
+
+    #[test]
+    fn a_strip_list_may_name_any_header() {
+        let s =
+            parse("[defaults]\nstrip_headers = [\"x-amz-meta-*\", \"authorization\", \"host\"]\n")
+                .unwrap();
+        assert!(s.defaults.strip_headers.matches("x-amz-meta-owner"));
+        assert!(s.defaults.strip_headers.matches("authorization"));
     }
 
     #[test]

@@ -63,6 +63,18 @@ impl Problems {
     }
 }
 
+/// Whether binding both addresses would take the same port: equal ports
+/// (not 0) and equal addresses, or one is a wildcard covering the other
+/// (`0.0.0.0` covers IPv4 addresses; `[::]`, dual-stack, covers all).
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers = |wild: std::net::IpAddr, other: std::net::IpAddr| {
+        wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
+}
+
 pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
     let mut problems = Problems(Vec::new());
 
@@ -73,6 +85,11 @@ pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
             problems.add(
                 "admin.listen",
                 format!("'{b}' is also the proxy's listen address"),
+            );
+        } else if same_socket(a, b) {
+            problems.add(
+                "admin.listen",
+                format!("'{b}' takes the port the proxy listens on ('{a}')"),
             );
         }
     }
@@ -291,12 +308,10 @@ fn header_patterns(
 ) -> HeaderPatterns {
     match HeaderPatterns::new(patterns) {
         Ok(p) => {
-            if let Some(bad) = p.covers_signing_header() {
-                if for_signing {
-                    problems.add(key, format!("'{bad}' would leave a header signing owns (host, authorization, x-amz-*) unsigned"));
-                } else {
-                    problems.add(key, format!("'{bad}' names a header signing sets itself"));
-                }
+            // Stripping runs before signet sets Host and signs, so a strip
+            // list may name any header; an exclude list must leave those signed.
+            if let Some(bad) = p.covers_signing_header().filter(|_| for_signing) {
+                problems.add(key, format!("'{bad}' would leave a header signing owns (host, authorization, x-amz-*) unsigned"));
             }
             p
         }
