@@ -29,7 +29,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
 
-    /// Log level or filter (e.g. `debug`, `signet=trace`); RUST_LOG wins when set.
+    /// Log level or filter (e.g. `debug`, `signet=trace`); wins over RUST_LOG and `log.level`.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
