@@ -274,7 +274,13 @@ fn refused_request_moves_metrics_and_logs_one_redacted_access_line() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let status: u16 = answer.split(' ').nth(1).unwrap().parse().unwrap();
-    assert!(status >= 400, "status {status}");
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-signet-error: unknown_host"),
+        "{answer}"
+    );
 
     let access = signet.wait_for_line(|v| v["target"] == "signet::access");
     assert_eq!(access["status"], u64::from(status));

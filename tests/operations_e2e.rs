@@ -24,6 +24,34 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     signet::telemetry::metrics::sample(metrics, name, labels).unwrap_or(0.0)
 }
 
+/// Polls `check` every 20 ms until it holds, failing with `what` after 10 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the scrape until `name{labels}` reads `want`, failing after 10 s.
+async fn metric_reaches(signet: &Signet, name: &str, labels: &[(&str, &str)], want: f64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics_text(signet).await;
+        if sample(&text, name, labels) == want {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}{labels:?} never reached {want}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn metrics_text(signet: &Signet) -> String {
     let (status, _, body) = get(&format!("{}/metrics", signet.admin_url())).await;
     assert_eq!(status, StatusCode::OK);
@@ -110,19 +138,39 @@ base_backoff = "1ms"
             .body(full(Bytes::new()))
             .unwrap(),
     ];
+    let mut statuses = Vec::new();
     for req in requests {
-        let _ = send(req).await;
+        statuses.push(send(req).await.0);
     }
-    let metrics = metrics_text(&signet).await;
-    let _ = get(&format!("{}/readyz", signet.admin_url())).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let seen = up.seen();
-    assert!(
-        seen.len() >= 3,
-        "the scenario reached the upstream: {}",
-        seen.len()
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::FORBIDDEN
+        ]
     );
+    assert_eq!(
+        get(&format!("{}/readyz", signet.admin_url())).await.0,
+        StatusCode::OK
+    );
+    // Each request's access line is written when its response ends.
+    eventually("four access lines", || {
+        signet
+            .logs()
+            .iter()
+            .filter(|l| l.contains("\"target\":\"signet::access\""))
+            .count()
+            == 4
+    })
+    .await;
+    let metrics = metrics_text(&signet).await;
+
+    // Three requests reached the upstream, each failed once and was retried.
+    let seen = up.seen();
+    assert_eq!(seen.len(), 6, "attempts that reached the upstream");
+    assert!(up.rejected().is_empty(), "{:?}", up.rejected());
     let mut secrets: Vec<String> = vec![
         SECRET.into(),
         TOKEN.into(),
@@ -186,7 +234,8 @@ base_backoff = "1ms"
         "{printed}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(printed.contains("AKIASTATICCONFIG0001") || printed.contains("static"));
+    assert!(printed.contains("AKIASTATICCONFIG0001"), "{printed}");
+    assert!(printed.contains("<redacted>"), "{printed}");
     assert!(!printed.contains(static_secret), "check printed the secret");
 }
 
@@ -209,13 +258,7 @@ async fn metrics_move_as_traffic_flows() {
         assert_eq!(send(req).await.0, StatusCode::OK);
     }
     // The access log and metrics are recorded when the response body ends.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = metrics_text(&signet).await;
-    assert_eq!(
-        sample(&after, "signet_requests_total", &labels) - base,
-        3.0,
-        "{after}"
-    );
+    let after = metric_reaches(&signet, "signet_requests_total", &labels, base + 3.0).await;
     assert!(
         sample(
             &after,
@@ -236,8 +279,19 @@ async fn metrics_move_as_traffic_flows() {
         sample(&after, "signet_requests_in_flight", &[("route", "test")]),
         0.0
     );
+    // The environment's keys do not expire: the source is reported with no
+    // refresh failures and no expiry.
+    assert_eq!(
+        signet::telemetry::metrics::sample(
+            &after,
+            "signet_credentials_refresh_failures_total",
+            &[("source", "default")]
+        ),
+        Some(0.0),
+        "{after}"
+    );
     assert!(
-        after.contains("signet_credentials_expiry_seconds") || after.contains("credentials"),
+        !after.contains("signet_credentials_expiry_seconds{"),
         "{after}"
     );
 
@@ -249,16 +303,13 @@ async fn metrics_move_as_traffic_flows() {
     let (status, _, body) = send(req).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(!body.is_empty());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let last = metrics_text(&signet).await;
-    assert_eq!(
-        sample(
-            &last,
-            "signet_requests_total",
-            &[("route", "test"), ("status", "413")]
-        ),
-        1.0
-    );
+    let last = metric_reaches(
+        &signet,
+        "signet_requests_total",
+        &[("route", "test"), ("status", "413")],
+        1.0,
+    )
+    .await;
     assert_eq!(
         sample(&last, "signet_body_bytes_out_total", &[("route", "test")]) - out_before,
         body.len() as f64

@@ -470,7 +470,8 @@ async fn strips_the_configured_headers_before_signing() {
     let auth = seen.headers.get("authorization").unwrap().to_str().unwrap();
     assert!(auth.starts_with("AWS4-HMAC-SHA256 "), "{auth}");
     assert!(auth.contains("x-amz-acl"), "{auth}");
-    assert!(seen.headers.get("host").is_some());
+    let upstream_host = up.url().trim_start_matches("http://").to_string();
+    assert_eq!(seen.headers.get("host").unwrap(), upstream_host.as_str());
     assert_no_rejections(&up);
 }
 
@@ -491,6 +492,31 @@ async fn refuses_unknown_hosts_and_unrouted_paths() {
     assert_eq!(headers.get("x-signet-error").unwrap(), "unknown_host");
     assert!(String::from_utf8_lossy(&body).contains("evil.example.com"));
     assert!(up.seen().is_empty());
+
+    // Without host routing, a path no route matches gets 404 and a reason.
+    let cfg = format!(
+        "[defaults]\naws_host_routing = false\n\n[[routes]]\nname = \"only\"\npath_prefix = \"/only\"\nupstream = \"{}\"\nservice = \"sqs\"\nregion = \"us-east-1\"\n",
+        up.url()
+    );
+    let signet = Signet::start(&cfg);
+    let req = Request::get(format!("{}/elsewhere", signet.url()))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = send(req).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers.get("x-signet-error").unwrap(), "no_route");
+    assert!(
+        String::from_utf8_lossy(&body).contains("/elsewhere"),
+        "{body:?}"
+    );
+    assert!(up.seen().is_empty());
+    // The route itself still forwards, signed.
+    let req = Request::get(format!("{}/only/q", signet.url()))
+        .body(full(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(req).await.0, StatusCode::OK);
+    assert_eq!(up.seen().len(), 1);
+    assert_no_rejections(&up);
 }
 
 #[tokio::test]

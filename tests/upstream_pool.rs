@@ -2,6 +2,9 @@
 //! counts its connections: keep-alive connections are reused, several requests in
 //! flight get a connection each, and a connection the server closed while idle is
 //! never used again (the request goes out on a new one, without a retry).
+//!
+//! Transport only: a stand-in signer stamps each attempt and the server does not
+//! verify signatures; signing is covered end to end against a verifying upstream.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,8 @@
 //! The pooled client's TLS: extra CA bundle, certificate verification, `insecure_skip_verify`,
 //! and HTTP/2 or HTTP/1.1 chosen by ALPN, against a rustls server on 127.0.0.1.
+//!
+//! Transport only: a stand-in signer stamps each attempt and the server does not
+//! verify signatures; signing is covered end to end against a verifying upstream.
 
 use std::io::Write;
 use std::sync::Arc;

@@ -225,6 +225,17 @@ mod tests {
         let first = stamp(&files);
         assert_ne!(missing, first);
         std::fs::write(&path, "bb").unwrap();
-        assert_ne!(first, stamp(&files));
+        let second = stamp(&files);
+        assert_ne!(first, second);
+        // A rewrite of the same length is told apart by its modification time.
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, "cc").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified + Duration::from_secs(1))
+            .unwrap();
+        assert_ne!(second, stamp(&files));
     }
 }
