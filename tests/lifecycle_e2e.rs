@@ -52,6 +52,40 @@ async fn open_stream(signet: &Signet) -> Response<hyper::body::Incoming> {
         .unwrap()
 }
 
+/// How long a poll for something that should happen within milliseconds may
+/// take on a loaded machine before the test fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Waits until `up` has verified a request for `path`, so that it is known to
+/// be in flight (the delayed upstream records a request before it waits to
+/// answer). Fails at once if the upstream rejected a signature.
+async fn wait_until_seen(up: &Upstream, path: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while !up.seen().iter().any(|s| s.path_and_query == path) {
+        assert!(
+            up.rejected().is_empty(),
+            "the upstream rejected a signature: {:?}",
+            up.rejected()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{path} did not reach the upstream within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// GETs `url`; `None` when the request fails (e.g. nothing listens).
+async fn try_get(url: &str) -> Option<(StatusCode, Bytes)> {
+    let resp = client()
+        .request(Request::get(url).body(full(Bytes::new())).unwrap())
+        .await
+        .ok()?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.ok()?.to_bytes();
+    Some((parts.status, body))
+}
+
 async fn wait_exit(signet: &mut Signet, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
@@ -68,43 +102,69 @@ async fn wait_exit(signet: &mut Signet, timeout: Duration) -> std::process::Exit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_and_turns_readiness_false() {
-    let up = slow_upstream(Duration::from_millis(1500)).await;
+    // Long enough that the drain is still waiting for the request while the
+    // checks below poll for its effects.
+    let up = slow_upstream(Duration::from_secs(3)).await;
     let mut signet = Signet::start(&one_route_config(&up.url(), "sqs", "us-east-1", ""));
-    let (status, _, _) = get(&format!("{}/readyz", signet.admin_url())).await;
+    let readyz = format!("{}/readyz", signet.admin_url());
+    let (status, _, _) = get(&readyz).await;
     assert_eq!(status, StatusCode::OK, "ready before the drain");
 
     let url = format!("{}/slow", signet.url());
     let in_flight = tokio::spawn(async move { get(&url).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_seen(&up, "/slow").await;
     let sent = Instant::now();
     signet.signal(SIGTERM);
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let (ready, _, body) = get(&format!("{}/readyz", signet.admin_url())).await;
-    assert_eq!(
-        ready,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "readiness turns false while draining"
-    );
+    // Readiness turns false while the drain waits for the request. The admin
+    // listener stays up meanwhile: an unanswered probe is a failure.
+    let deadline = Instant::now() + PATIENCE;
+    let body = loop {
+        match try_get(&readyz).await {
+            Some((StatusCode::SERVICE_UNAVAILABLE, body)) => break body,
+            Some((StatusCode::OK, _)) => {}
+            other => panic!("unexpected /readyz answer while draining: {other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness still true {:?} after SIGTERM",
+            sent.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         String::from_utf8_lossy(&body).contains("drain"),
         "{}",
         String::from_utf8_lossy(&body)
     );
-    let refused = tokio::net::TcpStream::connect(signet.addr).await;
-    assert!(refused.is_err(), "the proxy listener stops accepting");
+    let deadline = Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(signet.addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy listener still accepts {:?} after SIGTERM",
+            sent.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let (status, _, _) = in_flight.await.unwrap();
     assert_eq!(status, StatusCode::OK, "the in-flight request completes");
+    assert_eq!(up.seen().len(), 1);
+    assert!(up.rejected().is_empty(), "{:?}", up.rejected());
     let exit = wait_exit(&mut signet, Duration::from_secs(10)).await;
     assert!(exit.success(), "exit 0 after the drain, got {exit}");
     assert!(sent.elapsed() < Duration::from_secs(10));
-    // Buffered log lines are written out before the process ends.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        signet.logs().iter().any(|l| l.contains("drained; exiting")),
-        "the last log line reached stdout"
-    );
+    // Buffered log lines are written out before the process ends; the test's
+    // reader threads may take a moment to collect the last of them.
+    let deadline = Instant::now() + PATIENCE;
+    while !signet.logs().iter().any(|l| l.contains("drained; exiting")) {
+        assert!(
+            Instant::now() < deadline,
+            "the last log line did not reach stdout: {:#?}",
+            signet.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +198,8 @@ async fn drain_timeout_bounds_the_wait_for_stuck_requests() {
     let mut signet = Signet::start(&cfg);
     let url = format!("{}/stuck", signet.url());
     let _in_flight = tokio::spawn(async move { get(&url).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request is verified (so correctly signed) and stuck at the upstream.
+    wait_until_seen(&up, "/stuck").await;
     let sent = Instant::now();
     signet.signal(SIGTERM);
     let exit = wait_exit(&mut signet, Duration::from_secs(6)).await;
@@ -149,6 +210,8 @@ async fn drain_timeout_bounds_the_wait_for_stuck_requests() {
         "took {took:?}: {:#?}",
         signet.logs()
     );
+    assert_eq!(up.seen().len(), 1, "the upstream saw the stuck request");
+    assert!(up.rejected().is_empty(), "{:?}", up.rejected());
 }
 
 fn two_route_config(first: &str, second: Option<&str>) -> String {
@@ -168,16 +231,24 @@ async fn sighup_swaps_routes_while_in_flight_requests_finish_on_the_old_ones() {
     let slow = slow_upstream(Duration::from_millis(1500)).await;
     let other = Upstream::start().await;
     let signet = Signet::start(&two_route_config(&slow.url(), None));
-    let (status, _, _) = get(&format!("{}/second/x", signet.url())).await;
+    let (status, headers, _) = get(&format!("{}/second/x", signet.url())).await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
         "no second route yet (and 127.0.0.1 is no AWS host)"
     );
+    // signet's own refusal, not an upstream's 403 for a bad signature.
+    assert_eq!(
+        headers.get("x-signet-error").and_then(|v| v.to_str().ok()),
+        Some("unknown_host"),
+        "{headers:?}"
+    );
+    assert!(slow.seen().is_empty() && other.seen().is_empty());
 
     let url = format!("{}/first/slow", signet.url());
     let in_flight = tokio::spawn(async move { get(&url).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Reload only once the request is at the old route's upstream.
+    wait_until_seen(&slow, "/first/slow").await;
 
     // The new file moves /first to the other upstream and adds /second.
     std::fs::write(
@@ -332,13 +403,18 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let up = Upstream::start().await;
     let signet = Signet::start(&idle_config(&up.url(), "400ms"));
     let mut stream = tokio::net::TcpStream::connect(signet.addr).await.unwrap();
-    for path in ["/one", "/two"] {
+    let mut idle_since = Instant::now();
+    for (i, path) in ["/one", "/two"].into_iter().enumerate() {
+        if i > 0 {
+            // Shorter pauses than the timeout keep the connection open.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
         let request = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n", signet.addr);
         stream.write_all(request.as_bytes()).await.unwrap();
         let head = read_response(&mut stream).await;
+        // The connection is idle from the end of its last response.
+        idle_since = Instant::now();
         assert!(head.starts_with("http/1.1 200"), "{head}");
-        // Shorter pauses than the timeout keep the connection open.
-        tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let metric = |name: &'static str| {
         let url = format!("{}/metrics", signet.admin_url());
@@ -348,8 +424,8 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         }
     };
     assert_eq!(metric("signet_client_connections").await, Some(1.0));
-    let idle =
-        closed_within(&mut stream, Duration::from_secs(5)).await + Duration::from_millis(150);
+    closed_within(&mut stream, Duration::from_secs(5)).await;
+    let idle = idle_since.elapsed();
     assert!(
         idle >= Duration::from_millis(350),
         "closed after {idle:?} idle, before the 400 ms timeout"

@@ -40,6 +40,16 @@ fn throttling() -> Response<UpBody> {
         .unwrap()
 }
 
+/// How long a poll for something that should happen within milliseconds may
+/// take on a loaded machine before the test fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Fails unless every request `up` received was correctly signed.
+fn assert_no_rejections(up: &Upstream) {
+    let rejected = up.rejected();
+    assert!(rejected.is_empty(), "the upstream rejected: {rejected:?}");
+}
+
 const FAST_RETRY: &str = "[routes.retry]\nbase_backoff = \"5ms\"\nmax_backoff = \"50ms\"";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,9 +83,18 @@ async fn retries_throttling_with_a_fresh_verified_signature_per_attempt() {
         seen.iter().all(|s| &s.body[..] == b"{}"),
         "the buffered body is replayed"
     );
-    assert!(up.rejected().is_empty());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(signet.logs().iter().any(|l| l.contains("\"attempts\":3")));
+    assert_no_rejections(&up);
+    // The access log line is written as the response ends; the test's reader
+    // threads may take a moment to collect it.
+    let deadline = Instant::now() + PATIENCE;
+    while !signet.logs().iter().any(|l| l.contains("\"attempts\":3")) {
+        assert!(
+            Instant::now() < deadline,
+            "no log line with \"attempts\":3: {:#?}",
+            signet.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,42 +136,80 @@ async fn first_byte_timeout_answers_504_naming_it() {
         String::from_utf8_lossy(&body)
     );
     assert!(started.elapsed() < Duration::from_secs(3));
+    // The timeout fired on a correctly signed request the upstream was
+    // holding, not on a rejected one.
+    assert_no_rejections(&up);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1, "one attempt reached the upstream");
+    assert_eq!(seen[0].path_and_query, "/q");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sheds_a_burst_past_the_in_flight_limit_with_retry_after() {
+    // The upstream holds each request long enough for the burst below to be
+    // answered while the limit is taken.
     let up = Upstream::start_delayed(
         Keyring::with_test_key(),
         Arc::new(echo),
-        Duration::from_millis(800),
+        Duration::from_secs(3),
     )
     .await;
     let cfg = one_route_config(
         &up.url(),
         "sqs",
         "us-east-1",
-        "[routes.limits]\nmax_in_flight = 2",
+        "[routes.limits]\nmax_in_flight = 2\nshed_retry_after = \"2500ms\"",
     );
     let signet = Signet::start(&cfg);
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let url = format!("{}/q{i}", signet.url());
-        tasks.push(tokio::spawn(async move { get(&url).await }));
+    // Two requests take the route's two places...
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let url = format!("{}/held{i}", signet.url());
+        held.push(tokio::spawn(async move { get(&url).await }));
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while up.seen().len() < 2 {
+        assert_no_rejections(&up);
+        assert!(
+            Instant::now() < deadline,
+            "the limit's requests did not reach the upstream: {:?}",
+            up.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...so a burst past the limit is shed at once.
+    let mut burst = Vec::new();
+    for i in 0..4 {
+        let url = format!("{}/shed{i}", signet.url());
+        burst.push(tokio::spawn(async move { get(&url).await }));
+    }
+    let mut shed = 0;
+    for t in burst {
+        let (status, headers, _) = t.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{headers:?}");
+        assert_eq!(headers.get("x-signet-error").unwrap(), "overloaded");
+        // shed_retry_after = 2.5 s, in whole seconds rounded up.
+        assert_eq!(
+            headers.get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("3"),
+            "{headers:?}"
+        );
+        shed += 1;
     }
     let mut ok = 0;
-    let mut shed = 0;
-    for t in tasks {
-        let (status, headers, _) = t.await.unwrap();
-        match status {
-            StatusCode::OK => ok += 1,
-            StatusCode::SERVICE_UNAVAILABLE => {
-                assert_eq!(headers.get("x-signet-error").unwrap(), "overloaded");
-                assert!(headers.get("retry-after").is_some());
-                shed += 1;
-            }
-            other => panic!("unexpected {other}"),
-        }
+    for t in held {
+        let (status, _, _) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        ok += 1;
     }
     assert_eq!(ok, 2, "only the limit is served");
     assert_eq!(shed, 4, "the rest is shed at once");
+    let mut paths: Vec<String> = up.seen().into_iter().map(|s| s.path_and_query).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["/held0", "/held1"],
+        "shed requests never reach the upstream"
+    );
+    assert_no_rejections(&up);
 }
