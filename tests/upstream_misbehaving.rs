@@ -4,6 +4,11 @@
 //! times, answer throttling errors, close the connection, hang, trickle a body). The
 //! server re-verifies every request's SigV4 signature with the `aws-sigv4` crate and
 //! records what it saw, so tests can count attempts and check each was signed afresh.
+//!
+//! A request whose signature does not verify never gets its scripted behaviour: the
+//! server answers 403 `SignatureDoesNotMatch`, as AWS would, and dropping the server
+//! at the end of the test fails the test. So a bad signature fails every test that
+//! reaches the server, whatever else the test asserts.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,6 +86,8 @@ fn answer_with(status: u16, headers: &[(&'static str, &str)], body: &str) -> Rep
 #[derive(Clone, Debug)]
 struct Seen {
     at: Instant,
+    /// Wall-clock arrival, to compare with the next attempt's X-Amz-Date.
+    received: SystemTime,
     headers: HeaderMap,
     body: Bytes,
     /// The upstream's independent verdict on the signature.
@@ -178,6 +185,34 @@ impl FakeUpstream {
     }
 }
 
+/// Fails the test if any request that reached the server was not validly signed
+/// (the server already answered it 403, but a test need not look at the answer).
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let bad: Vec<String> = seen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let e = s.signature.as_ref().err()?;
+                Some(format!("request {}: {e}", i + 1))
+            })
+            .collect();
+        if bad.is_empty() {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("the fake upstream also rejected these signatures: {bad:#?}");
+        } else {
+            panic!(
+                "the fake upstream rejected {} of {} requests as not validly signed: {bad:#?}",
+                bad.len(),
+                seen.len()
+            );
+        }
+    }
+}
+
 type ReplyBody = BoxBody<Bytes, std::io::Error>;
 
 async fn handle(
@@ -187,6 +222,7 @@ async fn handle(
     secrets: Arc<Mutex<Vec<(String, String)>>>,
 ) -> Result<Response<ReplyBody>, std::io::Error> {
     let at = Instant::now();
+    let received = SystemTime::now();
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -196,10 +232,25 @@ async fn handle(
     let signature = verify_signature(&parts, &body, &secrets.lock().unwrap());
     seen.lock().unwrap().push(Seen {
         at,
+        received,
         headers: parts.headers.clone(),
         body,
-        signature,
+        signature: signature.clone(),
     });
+    if let Err(reason) = signature {
+        // Like AWS: a request that does not verify gets no service behaviour at all.
+        let xml = format!(
+            "<Error><Code>SignatureDoesNotMatch</Code><Message>fake upstream: {reason}</Message></Error>"
+        );
+        let mut response =
+            Response::new(Full::new(Bytes::from(xml)).map_err(|e| match e {}).boxed());
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        response.headers_mut().insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static("SignatureDoesNotMatch"),
+        );
+        return Ok(response);
+    }
     match reply {
         Reply::Answer {
             status,
@@ -279,6 +330,26 @@ fn verify_signature(
     let signed_headers = field("SignedHeaders=")?;
     let signature = field("Signature=")?;
     let access_key = credential.split('/').next().unwrap_or_default().to_string();
+    let expected_scope = format!(
+        "{access_key}/{}/{REGION}/{SERVICE}/aws4_request",
+        amz_date.get(..8).unwrap_or_default()
+    );
+    if credential != expected_scope {
+        return Err(format!(
+            "credential scope {credential} is not {expected_scope}"
+        ));
+    }
+    let names: Vec<&str> = signed_headers.split(';').collect();
+    for required in ["host", "x-amz-date", "x-amz-content-sha256"] {
+        if !names.contains(&required) {
+            return Err(format!("{required} is not signed"));
+        }
+    }
+    for name in parts.headers.keys() {
+        if name.as_str().starts_with("x-amz-") && !names.contains(&name.as_str()) {
+            return Err(format!("{name} travels unsigned"));
+        }
+    }
     let secret = secrets
         .iter()
         .find(|(id, _)| *id == access_key)
@@ -368,6 +439,8 @@ struct TestSigner {
     signer: sigv4::Signer,
     credentials: Mutex<(String, String)>,
     calls: AtomicUsize,
+    /// The Authorization value of every signing, in order.
+    produced: Mutex<Vec<String>>,
 }
 
 impl TestSigner {
@@ -376,6 +449,7 @@ impl TestSigner {
             signer: sigv4::Signer::new(),
             credentials: Mutex::new(("AKIDFIRST".into(), SECRET.into())),
             calls: AtomicUsize::new(0),
+            produced: Mutex::new(Vec::new()),
         })
     }
 
@@ -416,6 +490,8 @@ impl AttemptSigner for TestSigner {
                 &params,
             )
             .map_err(|e| SignFailure::Signing(e.to_string()))?;
+        let authorization = parts.headers["authorization"].to_str().unwrap().to_owned();
+        self.produced.lock().unwrap().push(authorization);
         Ok(())
     }
 }
@@ -538,6 +614,47 @@ fn assert_all_signed(seen: &[Seen]) {
     }
 }
 
+/// Every attempt the upstream path made was signed afresh, and every one that
+/// arrived verified: one signing per attempt; each arriving attempt carries a
+/// signature `signer` produced for it (in order, none carried over from an
+/// earlier attempt); and none was signed before the previous one arrived.
+fn assert_signed_afresh(signer: &TestSigner, recorder: &Recorder, seen: &[Seen]) {
+    assert_all_signed(seen);
+    let produced = signer.produced.lock().unwrap().clone();
+    assert_eq!(
+        produced.len(),
+        recorder.count("attempt"),
+        "one signing per attempt: {:?}",
+        recorder.events()
+    );
+    assert_eq!(signer.calls.load(Ordering::SeqCst), produced.len());
+    let mut next = 0;
+    for (i, s) in seen.iter().enumerate() {
+        let sent = s.headers["authorization"].to_str().unwrap();
+        match produced[next..].iter().position(|p| p == sent) {
+            Some(offset) => next += offset + 1,
+            None => panic!(
+                "attempt {} arrived with a signature not produced for it: {sent}",
+                i + 1
+            ),
+        }
+    }
+    for (i, pair) in seen.windows(2).enumerate() {
+        let signed_at = parse_amz_date(pair[1].headers["x-amz-date"].to_str().unwrap()).unwrap();
+        let previous = pair[0]
+            .received
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            signed_at >= SystemTime::UNIX_EPOCH + Duration::from_secs(previous),
+            "attempt {} was signed before attempt {} arrived",
+            i + 2,
+            i + 1
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Retries
 // ---------------------------------------------------------------------------
@@ -568,12 +685,7 @@ async fn retries_503_twice_then_succeeds_with_each_attempt_freshly_signed() {
     assert_eq!(body_text(response).await, "ok");
     let seen = server.seen();
     assert_eq!(seen.len(), 3);
-    assert_all_signed(&seen);
-    assert_eq!(
-        signer.calls.load(Ordering::SeqCst),
-        3,
-        "each attempt signed afresh"
-    );
+    assert_signed_afresh(&signer, &recorder, &seen);
     for s in &seen {
         assert_eq!(
             &s.body[..],
@@ -610,7 +722,7 @@ async fn retry_carries_the_credentials_current_at_that_attempt() {
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            signer,
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -618,7 +730,7 @@ async fn retry_carries_the_credentials_current_at_that_attempt() {
     assert_eq!(response.status(), StatusCode::OK);
     let seen = server.seen();
     assert_eq!(seen.len(), 2);
-    assert_all_signed(&seen);
+    assert_signed_afresh(&signer, &recorder, &seen);
     let key_of = |s: &Seen| {
         s.headers["authorization"]
             .to_str()
@@ -647,11 +759,12 @@ async fn returns_upstreams_own_slowdown_xml_when_retries_run_out() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/bucket/key"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -668,7 +781,7 @@ async fn returns_upstreams_own_slowdown_xml_when_retries_run_out() {
         "the client gets the upstream's body intact"
     );
     assert_eq!(server.seen().len(), 3, "default max_attempts is 3");
-    assert_all_signed(&server.seen());
+    assert_signed_afresh(&signer, &recorder, &server.seen());
     assert_eq!(
         recorder.count("retry:SlowDown"),
         2,
@@ -689,19 +802,15 @@ async fn retries_400_throttling_exception_json_then_succeeds() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let body = OutboundBody::Buffered(Bytes::from_static(b"{}"));
     let response = upstream(&recorder)
-        .send(request(
-            &server.uri("/"),
-            body,
-            TestSigner::new(),
-            &policy(),
-        ))
+        .send(request(&server.uri("/"), body, signer.clone(), &policy()))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(server.seen().len(), 2);
-    assert_all_signed(&server.seen());
+    assert_signed_afresh(&signer, &recorder, &server.seen());
     assert_eq!(
         recorder.count("retry:ThrottlingException"),
         1,
@@ -715,11 +824,12 @@ async fn does_not_retry_a_plain_client_error_and_keeps_its_body() {
     let json = r#"{"__type":"ValidationException","message":"bad"}"#;
     let server = FakeUpstream::start(move |_| answer(400, json)).await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -727,6 +837,7 @@ async fn does_not_retry_a_plain_client_error_and_keeps_its_body() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(body_text(response).await, json);
     assert_eq!(server.seen().len(), 1);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
     assert_eq!(recorder.count("retry"), 0);
 }
 
@@ -750,11 +861,12 @@ async fn classifies_a_chunked_error_body_of_unknown_length() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -766,6 +878,8 @@ async fn classifies_a_chunked_error_body_of_unknown_length() {
         "{:?}",
         recorder.events()
     );
+    assert_eq!(server.seen().len(), 2);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
 
 #[tokio::test]
@@ -782,11 +896,12 @@ async fn hands_back_a_large_streamed_error_body_intact() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -799,6 +914,7 @@ async fn hands_back_a_large_streamed_error_body_intact() {
         "read-ahead frames and the rest, in order"
     );
     assert_eq!(server.seen().len(), 1);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
 
 #[tokio::test]
@@ -819,17 +935,20 @@ async fn reads_error_type_from_x_amzn_errortype_header() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(recorder.count("retry:TooManyRequestsException"), 1);
+    assert_eq!(server.seen().len(), 2);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
 
 #[tokio::test]
@@ -843,19 +962,15 @@ async fn retries_after_the_upstream_closes_the_connection() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let body = OutboundBody::Buffered(Bytes::from_static(b"payload"));
     let response = upstream(&recorder)
-        .send(request(
-            &server.uri("/"),
-            body,
-            TestSigner::new(),
-            &policy(),
-        ))
+        .send(request(&server.uri("/"), body, signer.clone(), &policy()))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(server.seen().len(), 2);
-    assert_all_signed(&server.seen());
+    assert_signed_afresh(&signer, &recorder, &server.seen());
     assert_eq!(
         recorder.count("retry:connection"),
         1,
@@ -868,22 +983,18 @@ async fn retries_after_the_upstream_closes_the_connection() {
 async fn retries_after_the_upstream_resets_the_connection() {
     let server = FakeUpstream::start_resetting(1, |_| answer(200, "ok")).await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let body = OutboundBody::Buffered(Bytes::from_static(b"payload"));
     let response = upstream(&recorder)
-        .send(request(
-            &server.uri("/"),
-            body,
-            TestSigner::new(),
-            &policy(),
-        ))
+        .send(request(&server.uri("/"), body, signer.clone(), &policy()))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let seen = server.seen();
     assert_eq!(seen.len(), 1, "the reset attempt never reached the service");
     assert_eq!(&seen[0].body[..], b"payload");
-    assert_all_signed(&seen);
     assert_eq!(recorder.count("attempt"), 2);
+    assert_signed_afresh(&signer, &recorder, &seen);
     assert_eq!(
         recorder.count("retry:connection"),
         1,
@@ -896,11 +1007,12 @@ async fn retries_after_the_upstream_resets_the_connection() {
 async fn reset_on_every_attempt_answers_502_naming_the_failure() {
     let server = FakeUpstream::start_resetting(usize::MAX, |_| answer(200, "never")).await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let error = upstream(&recorder)
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -909,6 +1021,8 @@ async fn reset_on_every_attempt_answers_502_naming_the_failure() {
     assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(error.kind(), "upstream_connection");
     assert_eq!(recorder.count("attempt"), 3);
+    assert!(server.seen().is_empty(), "every attempt was reset");
+    assert_signed_afresh(&signer, &recorder, &[]);
 }
 
 #[tokio::test]
@@ -918,6 +1032,7 @@ async fn adaptive_mode_slows_sending_while_the_upstream_throttles() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.retry.max_attempts = 1;
     let standard = upstream(&recorder);
@@ -926,7 +1041,7 @@ async fn adaptive_mode_slows_sending_while_the_upstream_throttles() {
             .send(request(
                 &server.uri("/"),
                 OutboundBody::Empty,
-                TestSigner::new(),
+                signer.clone(),
                 &p,
             ))
             .await
@@ -939,7 +1054,7 @@ async fn adaptive_mode_slows_sending_while_the_upstream_throttles() {
             .send(request(
                 &server.uri("/"),
                 OutboundBody::Empty,
-                TestSigner::new(),
+                signer.clone(),
                 &p,
             ))
             .await
@@ -947,6 +1062,7 @@ async fn adaptive_mode_slows_sending_while_the_upstream_throttles() {
     }
     let seen = server.seen();
     assert_eq!(seen.len(), 4);
+    assert_signed_afresh(&signer, &recorder, &seen);
     assert!(
         seen[1].at - seen[0].at < Duration::from_secs(1),
         "standard mode sends at once"
@@ -971,6 +1087,7 @@ async fn backoff_delays_stay_within_the_computed_bounds() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.retry.max_attempts = 5;
     p.retry.base_backoff = Duration::from_millis(40);
@@ -979,7 +1096,7 @@ async fn backoff_delays_stay_within_the_computed_bounds() {
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &p,
         ))
         .await
@@ -987,6 +1104,7 @@ async fn backoff_delays_stay_within_the_computed_bounds() {
     assert_eq!(response.status(), StatusCode::OK);
     let seen = server.seen();
     assert_eq!(seen.len(), 5);
+    assert_signed_afresh(&signer, &recorder, &seen);
     let delays = recorder.backoffs.lock().unwrap().clone();
     assert_eq!(delays.len(), 4);
     for (i, delay) in delays.iter().enumerate() {
@@ -1025,11 +1143,12 @@ async fn honours_retry_after_before_retrying() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -1042,7 +1161,7 @@ async fn honours_retry_after_before_retrying() {
         "waited {:?}",
         seen[1].at - seen[0].at
     );
-    assert_all_signed(&seen);
+    assert_signed_afresh(&signer, &recorder, &seen);
     assert_ne!(
         seen[0].headers["x-amz-date"], seen[1].headers["x-amz-date"],
         "an attempt signed a second later carries a new X-Amz-Date"
@@ -1054,11 +1173,12 @@ async fn returns_answer_when_retry_after_exceeds_the_backoff_cap() {
     let server =
         FakeUpstream::start(|_| answer_with(503, &[("retry-after", "120")], "maintenance")).await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -1070,12 +1190,14 @@ async fn returns_answer_when_retry_after_exceeds_the_backoff_cap() {
         "the client sees when to come back"
     );
     assert_eq!(server.seen().len(), 1);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
 
 #[tokio::test]
 async fn retry_budget_stops_a_retry_storm() {
     let server = FakeUpstream::start(|_| answer(503, "down")).await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.retry.base_backoff = Duration::from_millis(1);
     p.retry.budget_capacity = 20;
@@ -1087,7 +1209,7 @@ async fn retry_budget_stops_a_retry_storm() {
             .send(request(
                 &server.uri("/"),
                 OutboundBody::Empty,
-                TestSigner::new(),
+                signer.clone(),
                 &p,
             ))
             .await
@@ -1101,6 +1223,7 @@ async fn retry_budget_stops_a_retry_storm() {
     // gets the upstream's answer after one attempt.
     assert_eq!(recorder.count("retry"), 4, "{:?}", recorder.events());
     assert_eq!(server.seen().len(), 6 + 4);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
     assert_eq!(recorder.count("budget_exhausted"), 4);
 }
 
@@ -1117,6 +1240,7 @@ async fn success_refills_the_retry_budget() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.retry.base_backoff = Duration::from_millis(1);
     p.retry.max_attempts = 2;
@@ -1128,7 +1252,7 @@ async fn success_refills_the_retry_budget() {
         upstream.send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &p,
         ))
     };
@@ -1145,6 +1269,8 @@ async fn success_refills_the_retry_budget() {
         "the success put back one retry's worth: {:?}",
         recorder.events()
     );
+    assert_eq!(server.seen().len(), 2 + 2 + 1 + 2);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
 
 #[tokio::test]
@@ -1158,6 +1284,7 @@ async fn adaptive_mode_retries_throttling_and_still_succeeds() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.retry.mode = RetryMode::Adaptive;
     let upstream = upstream(&recorder);
@@ -1166,7 +1293,7 @@ async fn adaptive_mode_retries_throttling_and_still_succeeds() {
             .send(request(
                 &server.uri("/"),
                 OutboundBody::Empty,
-                TestSigner::new(),
+                signer.clone(),
                 &p,
             ))
             .await
@@ -1174,6 +1301,8 @@ async fn adaptive_mode_retries_throttling_and_still_succeeds() {
         assert_eq!(response.status(), StatusCode::OK);
     }
     assert_eq!(recorder.count("retry:ThrottlingException"), 3);
+    assert_eq!(server.seen().len(), 6);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
 
 // ---------------------------------------------------------------------------
@@ -1194,11 +1323,12 @@ fn streamed_body(chunks: &[&'static str]) -> OutboundBody {
 async fn never_replays_a_streamed_upload_after_its_bytes_went_out() {
     let server = FakeUpstream::start(|_| answer(503, "try later")).await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/upload"),
             streamed_body(&["part-1,", "part-2"]),
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -1212,7 +1342,7 @@ async fn never_replays_a_streamed_upload_after_its_bytes_went_out() {
         "a streamed body that went out is not replayable"
     );
     assert_eq!(&seen[0].body[..], b"part-1,part-2");
-    assert_all_signed(&seen);
+    assert_signed_afresh(&signer, &recorder, &seen);
     assert_eq!(recorder.count("retry"), 0);
 }
 
@@ -1224,6 +1354,7 @@ async fn replays_a_streamed_upload_that_failed_before_sending() {
     let addr = probe.local_addr().unwrap();
     drop(probe);
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let started: Arc<Mutex<Option<FakeUpstream>>> = Arc::default();
     let slot = started.clone();
     let runtime = tokio::runtime::Handle::current();
@@ -1246,7 +1377,7 @@ async fn replays_a_streamed_upload_that_failed_before_sending() {
         .send(request(
             &uri,
             streamed_body(&["alpha,", "beta"]),
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await
@@ -1267,7 +1398,7 @@ async fn replays_a_streamed_upload_that_failed_before_sending() {
         b"alpha,beta",
         "the whole stream reached the upstream"
     );
-    assert_all_signed(&seen);
+    assert_signed_afresh(&signer, &recorder, &seen);
 }
 
 // ---------------------------------------------------------------------------
@@ -1289,6 +1420,7 @@ fn expect_timeout(
 async fn first_byte_timeout_fires_with_its_name_and_is_retried() {
     let server = FakeUpstream::start(|_| Reply::Hang).await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.retry.max_attempts = 2;
     p.timeouts.first_byte = Duration::from_millis(200);
@@ -1296,7 +1428,7 @@ async fn first_byte_timeout_fires_with_its_name_and_is_retried() {
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &p,
         ))
         .await;
@@ -1305,6 +1437,7 @@ async fn first_byte_timeout_fires_with_its_name_and_is_retried() {
     assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(error.kind(), "first_byte_timeout");
     assert_eq!(server.seen().len(), 2);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
     assert_eq!(recorder.count("timeout:first_byte_timeout"), 2);
     assert_eq!(recorder.count("retry:first_byte_timeout"), 1);
 }
@@ -1313,6 +1446,7 @@ async fn first_byte_timeout_fires_with_its_name_and_is_retried() {
 async fn total_deadline_cuts_across_attempts() {
     let server = FakeUpstream::start(|_| Reply::Hang).await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.timeouts.first_byte = Duration::from_secs(5);
     p.timeouts.total = Duration::from_millis(300);
@@ -1321,7 +1455,7 @@ async fn total_deadline_cuts_across_attempts() {
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &p,
         ))
         .await;
@@ -1329,6 +1463,7 @@ async fn total_deadline_cuts_across_attempts() {
     assert_eq!(error.to_string(), "total deadline after 300ms");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(server.seen().len(), 1, "the deadline is not retried");
+    assert_signed_afresh(&signer, &recorder, &server.seen());
     assert_eq!(recorder.count("timeout:total_deadline"), 1);
 }
 
@@ -1344,6 +1479,7 @@ async fn connect_timeout_fires_when_the_handshake_never_completes() {
         }
     });
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.retry.max_attempts = 1;
     p.timeouts.connect = Duration::from_millis(200);
@@ -1351,13 +1487,14 @@ async fn connect_timeout_fires_when_the_handshake_never_completes() {
         .send(request(
             &format!("https://{addr}/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &p,
         ))
         .await;
     let error = expect_timeout(result, TimeoutKind::Connect);
     assert_eq!(error.to_string(), "connect timeout after 200ms");
     assert_eq!(recorder.count("timeout:connect_timeout"), 1);
+    assert_signed_afresh(&signer, &recorder, &[]);
 }
 
 #[tokio::test]
@@ -1370,13 +1507,14 @@ async fn idle_timeout_fires_between_body_frames_with_its_name() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.timeouts.idle = Duration::from_millis(200);
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &p,
         ))
         .await
@@ -1396,6 +1534,8 @@ async fn idle_timeout_fires_between_body_frames_with_its_name() {
         other => panic!("expected idle timeout, got {other:?}"),
     }
     assert_eq!(recorder.count("timeout:idle_timeout"), 1);
+    assert_eq!(server.seen().len(), 1);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
 
 #[tokio::test]
@@ -1411,13 +1551,14 @@ async fn streams_a_trickling_body_frame_by_frame() {
     })
     .await;
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let mut p = policy();
     p.timeouts.idle = Duration::from_secs(2);
     let response = upstream(&recorder)
         .send(request(
             &server.uri("/events"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &p,
         ))
         .await
@@ -1440,6 +1581,8 @@ async fn streams_a_trickling_body_frame_by_frame() {
         all_at >= first_at + Duration::from_millis(300),
         "first frame must arrive before the stream ends"
     );
+    assert_eq!(server.seen().len(), 1);
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
 
 #[tokio::test]
@@ -1448,11 +1591,12 @@ async fn unreachable_upstream_answers_502_after_retries() {
     let addr = probe.local_addr().unwrap();
     drop(probe);
     let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
     let result = upstream(&recorder)
         .send(request(
             &format!("http://{addr}/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &policy(),
         ))
         .await;
@@ -1465,6 +1609,7 @@ async fn unreachable_upstream_answers_502_after_retries() {
         "{error}"
     );
     assert_eq!(recorder.count("attempt"), 3);
+    assert_signed_afresh(&signer, &recorder, &[]);
 }
 
 #[tokio::test]
@@ -1509,10 +1654,11 @@ async fn sheds_a_burst_past_the_in_flight_limit_with_retry_after() {
     p.limits.max_in_flight = 3;
     p.limits.shed_retry_after = Duration::from_secs(2);
     let upstream = upstream(&recorder);
+    let signer = TestSigner::new();
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let upstream = upstream.clone();
-        let req = request(&server.uri("/"), OutboundBody::Empty, TestSigner::new(), &p);
+        let req = request(&server.uri("/"), OutboundBody::Empty, signer.clone(), &p);
         tasks.push(tokio::spawn(async move { upstream.send(req).await }));
     }
     // Wait until the admitted requests reach the upstream, then let them finish.
@@ -1546,6 +1692,13 @@ async fn sheds_a_burst_past_the_in_flight_limit_with_retry_after() {
         "shed requests never reach the upstream"
     );
     assert_eq!(recorder.count("shed"), 7);
+    // Concurrent, so arrival order need not be signing order: no ordering checks.
+    assert_all_signed(&server.seen());
+    assert_eq!(
+        signer.calls.load(Ordering::SeqCst),
+        3,
+        "only admitted requests are signed"
+    );
 }
 
 #[tokio::test]
@@ -1555,11 +1708,12 @@ async fn a_request_counts_in_flight_until_its_body_ends() {
     let mut p = policy();
     p.limits.max_in_flight = 1;
     let upstream = upstream(&recorder);
+    let signer = TestSigner::new();
     let send = || {
         upstream.send(request(
             &server.uri("/"),
             OutboundBody::Empty,
-            TestSigner::new(),
+            signer.clone(),
             &p,
         ))
     };
@@ -1572,4 +1726,6 @@ async fn a_request_counts_in_flight_until_its_body_ends() {
     assert_eq!(body_text(first).await, "body");
     let third = send().await.unwrap();
     assert_eq!(third.status(), StatusCode::OK);
+    assert_eq!(server.seen().len(), 2, "the shed request never reached it");
+    assert_signed_afresh(&signer, &recorder, &server.seen());
 }
