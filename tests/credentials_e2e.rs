@@ -302,6 +302,9 @@ async fn assume_role_source_and_per_route_role_sign_proxied_requests() {
     let keys = Keyring::with_test_key();
     let (sts, calls) = standins::sts(Duration::from_secs(3600));
     trust_issued(&sts.control, &keys);
+    // STS verifies the source's signature with the environment's key pair.
+    sts.control
+        .trust_key(common::AKID, common::SECRET, Some(common::TOKEN));
     let upstream = upstream_with(keys).await;
     let sts_url = sts.url();
     // The source assumes one role; the route assumes another with its keys.

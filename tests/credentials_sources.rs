@@ -217,6 +217,8 @@ async fn profile_source_runs_credential_process() {
 #[tokio::test]
 async fn profile_role_chain_assumes_the_role_with_the_source_profile() {
     let (sts, calls) = standins::sts(Duration::from_secs(3600));
+    sts.control
+        .trust_key("AKIABASEPROFILE00001", "base-secret", None);
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("credentials");
     std::fs::write(
@@ -552,6 +554,8 @@ fn imds_endpoint_override_from_the_environment_works() {
 #[test]
 fn assume_role_wrapper_and_per_route_roles_sign_sts_with_the_source_keys() {
     let (sts, calls) = standins::sts(Duration::from_secs(3600));
+    sts.control
+        .trust_key("AKIAENVIRONMENT00001", "env-secret", None);
     let mut role = AssumeRoleSettings::new("arn:aws:iam::123456789012:role/wrapped");
     role.external_id = Some("ext-1234".into());
     role.session_name = Some("signet-wrapped".into());
@@ -727,6 +731,7 @@ sso_account_id = 123456789012\nsso_role_name = Reader\nendpoint_url = {}\n",
 fn profile_credential_source_assumes_a_role_with_instance_credentials() {
     let imds = standins::imds(Duration::from_secs(3600));
     let (sts, calls) = standins::sts(Duration::from_secs(3600));
+    sts.control.trust_issued_by(&imds.control);
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config");
     std::fs::write(

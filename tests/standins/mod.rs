@@ -34,6 +34,9 @@ pub struct Issued {
 
 type IssueHook = Box<dyn Fn(&Issued) + Send + Sync>;
 
+/// A secret access key and its session token, if any.
+type KeyEntry = (String, Option<String>);
+
 /// The knobs and records every stand-in shares.
 #[derive(Clone)]
 pub struct Control {
@@ -49,6 +52,11 @@ struct ControlInner {
     issued: Mutex<Vec<Issued>>,
     requests: Mutex<Vec<(String, String)>>,
     on_issue: Mutex<Option<IssueHook>>,
+    /// Keys this stand-in accepts signatures from besides its own issued keys
+    /// (only STS checks signatures).
+    trusted: Mutex<HashMap<String, KeyEntry>>,
+    /// Other stand-ins whose issued keys this one accepts signatures from.
+    issuers: Mutex<Vec<Control>>,
 }
 
 impl Control {
@@ -63,6 +71,8 @@ impl Control {
                 issued: Mutex::new(Vec::new()),
                 requests: Mutex::new(Vec::new()),
                 on_issue: Mutex::new(None),
+                trusted: Mutex::new(HashMap::new()),
+                issuers: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -101,6 +111,39 @@ impl Control {
         self.issued()
             .into_iter()
             .find(|i| i.access_key_id == access_key_id)
+    }
+
+    /// Accept signatures by `access_key_id` made with `secret` (and, if it is
+    /// temporary, sent with `session_token`).
+    pub fn trust_key(&self, access_key_id: &str, secret: &str, session_token: Option<&str>) {
+        self.inner.trusted.lock().unwrap().insert(
+            access_key_id.to_owned(),
+            (secret.to_owned(), session_token.map(str::to_owned)),
+        );
+    }
+
+    /// Accept signatures by any key `issuer` (another stand-in) hands out.
+    pub fn trust_issued_by(&self, issuer: &Control) {
+        self.inner.issuers.lock().unwrap().push(issuer.clone());
+    }
+
+    /// The secret and session token of a key this stand-in accepts signatures
+    /// from: one it issued, one it was told to trust, or one a trusted issuer
+    /// handed out.
+    fn known_key(&self, access_key_id: &str) -> Option<KeyEntry> {
+        let issued = |c: &Control| {
+            c.find(access_key_id)
+                .map(|i| (i.secret_access_key, Some(i.session_token)))
+        };
+        issued(self)
+            .or_else(|| {
+                let trusted = self.inner.trusted.lock().unwrap();
+                trusted.get(access_key_id).cloned()
+            })
+            .or_else(|| {
+                let issuers = self.inner.issuers.lock().unwrap().clone();
+                issuers.iter().find_map(issued)
+            })
     }
 
     /// Every request seen, as (method, path).
@@ -404,8 +447,10 @@ pub fn sso(lifetime: Duration, bearer: &str) -> StandIn {
 pub struct StsCall {
     pub action: String,
     pub params: HashMap<String, String>,
-    /// Access key id from the SigV4 Authorization header (signed calls only).
+    /// Access key id whose SigV4 signature STS verified (signed calls only).
     pub signed_by: Option<String>,
+    /// Why STS rejected the call's signature, if it did.
+    pub rejected: Option<String>,
     /// The key issued in answer, if any.
     pub issued: Option<String>,
 }
@@ -413,6 +458,13 @@ pub struct StsCall {
 /// STS: AssumeRole (signed), AssumeRoleWithWebIdentity (unsigned, needs a
 /// `WebIdentityToken`), GetCallerIdentity (signed). Keys start with `ASIASTS0`.
 /// Returns the stand-in and the log of calls.
+///
+/// Every signed call's SigV4 signature is recomputed with the `aws-sigv4`
+/// crate against the secret of the key it names: a key STS issued itself, one
+/// given to [`Control::trust_key`], or one a stand-in given to
+/// [`Control::trust_issued_by`] issued. A call that does not verify gets 403
+/// `SignatureDoesNotMatch` (`InvalidClientTokenId` for an unknown key or a
+/// wrong session token), as STS answers, and is logged with `rejected` set.
 pub fn sts(lifetime: Duration) -> (StandIn, Arc<Mutex<Vec<StsCall>>>) {
     let control = Control::new("ASIASTS0", lifetime);
     let calls: Arc<Mutex<Vec<StsCall>>> = Arc::default();
@@ -420,19 +472,25 @@ pub fn sts(lifetime: Duration) -> (StandIn, Arc<Mutex<Vec<StsCall>>>) {
     let logic: Logic = Arc::new(move |control, req| {
         let params = parse_form(&req.body);
         let action = params.get("Action").cloned().unwrap_or_default();
-        let signed_by = req
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split("Credential=").nth(1))
-            .and_then(|v| v.split('/').next())
-            .map(str::to_owned);
         let mut call = StsCall {
             action: action.clone(),
             params: params.clone(),
-            signed_by: signed_by.clone(),
+            signed_by: None,
+            rejected: None,
             issued: None,
         };
+        // Unsigned calls (AssumeRoleWithWebIdentity) carry no Authorization.
+        if req.headers.contains_key("authorization") {
+            match verify_sts_signature(control, req) {
+                Ok(key) => call.signed_by = Some(key),
+                Err((code, message)) => {
+                    call.rejected = Some(format!("{code}: {message}"));
+                    log.lock().unwrap().push(call);
+                    return (StatusCode::FORBIDDEN, sts_error_with(code, &message));
+                }
+            }
+        }
+        let signed_by = call.signed_by.clone();
         let answer = match action.as_str() {
             "AssumeRole" | "AssumeRoleWithWebIdentity" => {
                 if action == "AssumeRole" && signed_by.is_none() {
@@ -469,10 +527,156 @@ pub fn sts(lifetime: Duration) -> (StandIn, Arc<Mutex<Vec<StsCall>>>) {
     (serve(control, logic), calls)
 }
 
+/// How far X-Amz-Date may be from now, as the verifying upstream allows.
+const STS_MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+
+/// Recomputes an STS call's SigV4 signature with the `aws-sigv4` crate, over
+/// exactly the headers it names as signed, with the secret of the key it names.
+/// Returns that key, or the STS error code and message to reject the call with.
+fn verify_sts_signature(
+    control: &Control,
+    req: &StandInRequest,
+) -> Result<String, (&'static str, String)> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let bad = |m: &str| ("SignatureDoesNotMatch", m.to_owned());
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let auth = header("authorization").ok_or_else(|| bad("non-ASCII Authorization"))?;
+    let rest = auth
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .ok_or_else(|| ("IncompleteSignature", "not AWS4-HMAC-SHA256".to_owned()))?;
+    let (mut credential, mut signed, mut signature) = (None, None, None);
+    for part in rest.split(',').map(str::trim) {
+        if let Some(v) = part.strip_prefix("Credential=") {
+            credential = Some(v);
+        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+            signed = Some(v);
+        } else if let Some(v) = part.strip_prefix("Signature=") {
+            signature = Some(v);
+        }
+    }
+    let incomplete = |what: &str| ("IncompleteSignature", format!("no {what}"));
+    let credential = credential.ok_or_else(|| incomplete("Credential"))?;
+    let signed = signed.ok_or_else(|| incomplete("SignedHeaders"))?;
+    let signature = signature.ok_or_else(|| incomplete("Signature"))?;
+    let scope: Vec<&str> = credential.split('/').collect();
+    if scope.len() != 5 || scope[4] != "aws4_request" {
+        return Err(bad(&format!("bad credential scope {credential}")));
+    }
+    let (akid, region, service) = (scope[0], scope[2], scope[3]);
+    if service != "sts" {
+        return Err(bad(&format!("credential scoped to {service}, not sts")));
+    }
+    let (secret, token) = control.known_key(akid).ok_or_else(|| {
+        (
+            "InvalidClientTokenId",
+            format!("The security token included in the request is invalid: unknown key {akid}"),
+        )
+    })?;
+    let amz_date = header("x-amz-date").ok_or_else(|| bad("missing X-Amz-Date"))?;
+    let time = parse_amz_date(amz_date).ok_or_else(|| bad("unparsable X-Amz-Date"))?;
+    let skew = SystemTime::now()
+        .duration_since(time)
+        .unwrap_or_else(|e| e.duration());
+    if skew > STS_MAX_SKEW {
+        return Err(bad(&format!(
+            "Signature expired: {amz_date} is {skew:?} from now"
+        )));
+    }
+    if scope[1] != amz_date.get(..8).unwrap_or("") {
+        return Err(bad("credential scope date differs from X-Amz-Date"));
+    }
+    if header("x-amz-security-token") != token.as_deref() {
+        return Err((
+            "InvalidClientTokenId",
+            format!("session token does not belong to {akid}"),
+        ));
+    }
+    let signed_headers: Vec<&str> = signed.split(';').collect();
+    for required in ["host", "x-amz-date"] {
+        if !signed_headers.contains(&required) {
+            return Err(bad(&format!("{required} is not signed")));
+        }
+    }
+    for name in req.headers.keys() {
+        if name.as_str().starts_with("x-amz-") && !signed_headers.contains(&name.as_str()) {
+            return Err(bad(&format!("{name} travels unsigned")));
+        }
+    }
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    for name in &signed_headers {
+        let values: Vec<_> = req.headers.get_all(*name).iter().collect();
+        if values.is_empty() {
+            return Err(bad(&format!("signed header {name} is missing")));
+        }
+        for v in values {
+            pairs.push((name, String::from_utf8_lossy(v.as_bytes()).into_owned()));
+        }
+    }
+    let host = header("host").unwrap_or_default();
+    let uri = format!("http://{host}{}", req.path);
+    let mut settings = SigningSettings::default();
+    settings.excluded_headers = Some(Vec::new());
+    let identity =
+        aws_credential_types::Credentials::new(akid, secret, token, None, "sts-standin").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|e| bad(&e.to_string()))?
+        .into();
+    let signable = SignableRequest::new(
+        &req.method,
+        uri,
+        pairs.iter().map(|(k, v)| (*k, v.as_str())),
+        SignableBody::Bytes(req.body.as_bytes()),
+    )
+    .map_err(|e| bad(&e.to_string()))?;
+    let (_, expected) = sign(signable, &params)
+        .map_err(|e| bad(&e.to_string()))?
+        .into_parts();
+    if expected != signature {
+        return Err(bad(&format!(
+            "The request signature we calculated does not match the signature you provided \
+(key {akid}, signed headers {signed})"
+        )));
+    }
+    Ok(akid.to_owned())
+}
+
+/// Parses `20150830T123600Z`.
+fn parse_amz_date(s: &str) -> Option<SystemTime> {
+    if s.len() != 16 || s.get(8..9) != Some("T") || !s.ends_with('Z') {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
+    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
+    // days from civil (Howard Hinnant), the inverse of `rfc3339`
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 fn sts_error(code: &str) -> String {
+    sts_error_with(code, code)
+}
+
+fn sts_error_with(code: &str, message: &str) -> String {
+    let message = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     format!(
         "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
-<Code>{code}</Code><Message>{code}</Message></Error><RequestId>standin</RequestId></ErrorResponse>"
+<Code>{code}</Code><Message>{message}</Message></Error><RequestId>standin</RequestId></ErrorResponse>"
     )
 }
 
@@ -509,10 +713,205 @@ pub fn parse_form(body: &str) -> HashMap<String, String> {
 }
 
 #[test]
+fn parse_amz_date_inverts_rfc3339() {
+    for secs in [0, 951_782_400, 1_709_251_199, 1_790_000_000] {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let amz = rfc3339(t).replace(['-', ':'], "");
+        assert_eq!(parse_amz_date(&amz), Some(t), "{amz}");
+    }
+    assert_eq!(parse_amz_date("20240229T235959"), None);
+}
+
+#[test]
 fn rfc3339_formats_known_instants() {
     assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
     assert_eq!(
         rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
         "2024-02-29T23:59:59Z"
     );
+}
+
+/// Signs a form POST to `url` with signet's signer, as of `time`, then lets
+/// `tamper` change it before it is sent; returns STS's status and body.
+async fn post_signed(
+    url: &str,
+    body: &str,
+    (key, secret, token): (&str, &str, Option<&str>),
+    time: SystemTime,
+    tamper: impl FnOnce(&mut Request<Full<Bytes>>),
+) -> (StatusCode, String) {
+    use signet::sigv4;
+    let credentials = sigv4::Credentials {
+        access_key_id: key.to_owned(),
+        secret_access_key: secret.to_owned(),
+        session_token: token.map(str::to_owned),
+    };
+    let settings = sigv4::SigningSettings::for_service("sts");
+    let params = sigv4::SigningParams {
+        credentials: &credentials,
+        region: "us-east-1",
+        service: "sts",
+        time: sigv4::AmzDate::from_system_time(time).unwrap(),
+        settings: &settings,
+    };
+    let mut request = Request::post(format!("{url}/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("host", url.trim_start_matches("http://"))
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    sigv4::Signer::new()
+        .sign_http_request(
+            &mut request,
+            sigv4::PayloadHash::Bytes(body.as_bytes()),
+            &params,
+        )
+        .unwrap();
+    tamper(&mut request);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+#[tokio::test]
+async fn sts_standin_verifies_every_signed_call() {
+    const ASSUME: &str = "Action=AssumeRole&Version=2011-06-15\
+&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fself-test&RoleSessionName=s";
+    let (sts, calls) = sts(Duration::from_secs(3600));
+    let imds = imds(Duration::from_secs(3600));
+    sts.control
+        .trust_key("AKIASTANDINTEST00001", "the-right-secret", None);
+    sts.control.trust_issued_by(&imds.control);
+    let now = SystemTime::now();
+    let good = ("AKIASTANDINTEST00001", "the-right-secret", None);
+    let url = sts.url();
+    let rejected = |(status, body): (StatusCode, String), code: &str| {
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains(&format!("<Code>{code}</Code>")), "{body}");
+    };
+
+    let (status, body) = post_signed(&url, ASSUME, good, now, |_| ()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The key STS just issued signs the next call (a role chain).
+    let issued = sts.control.issued()[0].clone();
+    let chained = (
+        issued.access_key_id.as_str(),
+        issued.secret_access_key.as_str(),
+        Some(issued.session_token.as_str()),
+    );
+    let (status, body) = post_signed(&url, ASSUME, chained, now, |_| ()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let wrong_token = (chained.0, chained.1, Some("another-session-token"));
+    rejected(
+        post_signed(&url, ASSUME, wrong_token, now, |_| ()).await,
+        "InvalidClientTokenId",
+    );
+    // A key another stand-in issued, once trusted.
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let token_request = Request::put(format!("{}/latest/api/token", imds.url()))
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+        .body(Full::default())
+        .unwrap();
+    let token = client.request(token_request).await.unwrap();
+    let token = token.into_body().collect().await.unwrap().to_bytes();
+    let role_request = Request::get(format!(
+        "{}/latest/meta-data/iam/security-credentials/signet-instance-role",
+        imds.url()
+    ))
+    .header(
+        "x-aws-ec2-metadata-token",
+        String::from_utf8_lossy(&token).as_ref(),
+    )
+    .body(Full::default())
+    .unwrap();
+    assert!(client
+        .request(role_request)
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let instance = imds.control.issued()[0].clone();
+    let from_imds = (
+        instance.access_key_id.as_str(),
+        instance.secret_access_key.as_str(),
+        Some(instance.session_token.as_str()),
+    );
+    let identity = "Action=GetCallerIdentity&Version=2011-06-15";
+    let (status, body) = post_signed(&url, identity, from_imds, now, |_| ()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let wrong_secret = ("AKIASTANDINTEST00001", "a-wrong-secret", None);
+    rejected(
+        post_signed(&url, ASSUME, wrong_secret, now, |_| ()).await,
+        "SignatureDoesNotMatch",
+    );
+    rejected(
+        post_signed(&url, identity, wrong_secret, now, |_| ()).await,
+        "SignatureDoesNotMatch",
+    );
+    let unknown = ("AKIASTANDINUNKNOWN01", "the-right-secret", None);
+    rejected(
+        post_signed(&url, ASSUME, unknown, now, |_| ()).await,
+        "InvalidClientTokenId",
+    );
+    rejected(
+        post_signed(&url, ASSUME, good, now, |r| {
+            *r.body_mut() = Full::new(Bytes::from(ASSUME.replace("self-test", "admin")));
+        })
+        .await,
+        "SignatureDoesNotMatch",
+    );
+    let stale = now - Duration::from_secs(16 * 60);
+    rejected(
+        post_signed(&url, ASSUME, good, stale, |_| ()).await,
+        "SignatureDoesNotMatch",
+    );
+    // Unsigned calls: AssumeRole needs a signature, the web identity exchange does not.
+    rejected(
+        post_signed(&url, ASSUME, good, now, |r| {
+            r.headers_mut().remove("authorization");
+        })
+        .await,
+        "MissingAuthenticationToken",
+    );
+    let web = "Action=AssumeRoleWithWebIdentity&Version=2011-06-15\
+&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fweb&WebIdentityToken=eyJ.x.y";
+    let (status, body) = post_signed(&url, web, good, now, |r| {
+        r.headers_mut().remove("authorization");
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let calls = calls.lock().unwrap().clone();
+    let verdicts: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            (
+                c.signed_by.is_some(),
+                c.rejected.is_some(),
+                c.issued.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (true, false, true),
+            (true, false, true),
+            (false, true, false),
+            (true, false, false),
+            (false, true, false),
+            (false, true, false),
+            (false, true, false),
+            (false, true, false),
+            (false, true, false),
+            (false, false, false),
+            (false, false, true),
+        ],
+        "{calls:#?}"
+    );
+    assert_eq!(calls[1].signed_by.as_deref(), Some(chained.0));
+    assert_eq!(calls[3].signed_by.as_deref(), Some(from_imds.0));
 }
