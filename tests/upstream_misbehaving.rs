@@ -10,14 +10,14 @@
 //! at the end of the test fails the test. So a bad signature fails every test that
 //! reaches the server, whatever else the test asserts.
 
+#[path = "verify/mod.rs"]
+mod verify;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{sign as aws_sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -302,131 +302,35 @@ async fn handle(
     }
 }
 
-/// Recomputes the request's signature with `aws-sigv4` over exactly the headers it
-/// names as signed, and compares.
+/// Verifies the request's signature (`tests/verify`: recomputed with `aws-sigv4`
+/// over exactly the headers it names as signed) and that it is scoped to this
+/// upstream's region and service with the payload hash signed.
 fn verify_signature(
     parts: &http::request::Parts,
     body: &[u8],
     secrets: &[(String, String)],
 ) -> Result<(), String> {
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or_else(|| format!("missing {name}"))
+    let key_of = |akid: &str| {
+        secrets
+            .iter()
+            .find(|(id, _)| id == akid)
+            .map(|(_, secret)| (secret.clone(), None))
     };
-    let authorization = header("authorization")?;
-    let amz_date = header("x-amz-date")?;
-    let field = |key: &str| {
-        authorization
-            .split([' ', ','])
-            .find_map(|p| p.strip_prefix(key))
-            .map(str::to_owned)
-            .ok_or_else(|| format!("authorization lacks {key}"))
-    };
-    let credential = field("Credential=")?;
-    let signed_headers = field("SignedHeaders=")?;
-    let signature = field("Signature=")?;
-    let access_key = credential.split('/').next().unwrap_or_default().to_string();
-    let expected_scope = format!(
-        "{access_key}/{}/{REGION}/{SERVICE}/aws4_request",
-        amz_date.get(..8).unwrap_or_default()
-    );
-    if credential != expected_scope {
+    let verified = verify::verify(parts, body, key_of).map_err(|e| e.to_string())?;
+    if (verified.region.as_str(), verified.service.as_str()) != (REGION, SERVICE) {
         return Err(format!(
-            "credential scope {credential} is not {expected_scope}"
+            "scoped to {}/{}, not {REGION}/{SERVICE}",
+            verified.region, verified.service
         ));
     }
-    let names: Vec<&str> = signed_headers.split(';').collect();
-    for required in ["host", "x-amz-date", "x-amz-content-sha256"] {
-        if !names.contains(&required) {
-            return Err(format!("{required} is not signed"));
-        }
-    }
-    for name in parts.headers.keys() {
-        if name.as_str().starts_with("x-amz-") && !names.contains(&name.as_str()) {
-            return Err(format!("{name} travels unsigned"));
-        }
-    }
-    let secret = secrets
+    if !verified
+        .signed_headers
         .iter()
-        .find(|(id, _)| *id == access_key)
-        .map(|(_, s)| s.clone())
-        .ok_or_else(|| format!("unknown access key {access_key}"))?;
-    let payload_hash = header("x-amz-content-sha256")?;
-    if payload_hash != "UNSIGNED-PAYLOAD" && payload_hash != hex::encode(Sha256::digest(body)) {
-        return Err("body does not match x-amz-content-sha256".into());
+        .any(|h| h == "x-amz-content-sha256")
+    {
+        return Err("x-amz-content-sha256 is not signed".into());
     }
-    let time = parse_amz_date(&amz_date)?;
-    let skew = SystemTime::now()
-        .duration_since(time)
-        .unwrap_or_else(|e| e.duration());
-    if skew > Duration::from_secs(5 * 60) {
-        return Err(format!("stale x-amz-date {amz_date}"));
-    }
-    let signed: Vec<(String, String)> = signed_headers
-        .split(';')
-        .map(|name| {
-            let value = parts
-                .headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-                .join(",");
-            (name.to_string(), value)
-        })
-        .collect();
-    let identity: Identity =
-        aws_credential_types::Credentials::new(&access_key, &secret, None, None, "fake-upstream")
-            .into();
-    let mut settings = SigningSettings::default();
-    settings.excluded_headers = None;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(REGION)
-        .name(SERVICE)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let uri = format!("http://{}{}", header("host")?, parts.uri);
-    let request = SignableRequest::new(
-        parts.method.as_str(),
-        uri,
-        signed.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Precomputed(payload_hash),
-    )
-    .map_err(|e| e.to_string())?;
-    let expected = aws_sign(request, &params).map_err(|e| e.to_string())?;
-    if expected.signature() == signature {
-        Ok(())
-    } else {
-        Err("signature mismatch".into())
-    }
-}
-
-fn parse_amz_date(s: &str) -> Result<SystemTime, String> {
-    let bad = || format!("bad x-amz-date {s}");
-    if s.len() != 16 || !s.ends_with('Z') || &s[8..9] != "T" {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| s[r].parse::<i64>().map_err(|_| bad());
-    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).map_err(|_| bad())?))
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -640,7 +544,8 @@ fn assert_signed_afresh(signer: &TestSigner, recorder: &Recorder, seen: &[Seen])
         }
     }
     for (i, pair) in seen.windows(2).enumerate() {
-        let signed_at = parse_amz_date(pair[1].headers["x-amz-date"].to_str().unwrap()).unwrap();
+        let signed_at =
+            verify::parse_amz_date(pair[1].headers["x-amz-date"].to_str().unwrap()).unwrap();
         let previous = pair[0]
             .received
             .duration_since(SystemTime::UNIX_EPOCH)

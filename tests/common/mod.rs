@@ -6,6 +6,12 @@
 
 #![allow(dead_code)]
 
+// Test crates that use both this module and `tests/standins` load two copies; each
+// is self-contained.
+#[allow(clippy::duplicate_mod)]
+#[path = "../verify/mod.rs"]
+mod verify;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -21,6 +27,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
+
+use verify::verify;
 
 /// Test credentials known to the verifying upstream.
 pub const AKID: &str = "AKIDSIGNETTEST000001";
@@ -198,7 +206,7 @@ async fn verify_and_answer(
             return reject(rejected, &pq, format!("body read failed: {e}"));
         }
     };
-    match verify(&parts, &body, keys) {
+    match verify(&parts, &body, |akid| keys.get(akid)) {
         Ok(v) => {
             let s = Seen {
                 method: parts.method.to_string(),
@@ -214,7 +222,7 @@ async fn verify_and_answer(
             seen.lock().unwrap().push(s.clone());
             handler(&s)
         }
-        Err(reason) => reject(rejected, &pq, reason),
+        Err(refusal) => reject(rejected, &pq, refusal.to_string()),
     }
 }
 
@@ -232,220 +240,15 @@ fn reject(rejected: &Mutex<Vec<Rejection>>, pq: &str, reason: String) -> Respons
         .unwrap()
 }
 
-struct Verified {
-    akid: String,
-    service: String,
-    region: String,
-    signed_headers: Vec<String>,
-}
-
-/// Services signed with S3's rules (single encoding, no path normalisation).
-fn is_s3_family(service: &str) -> bool {
-    matches!(
-        service,
-        "s3" | "s3express" | "s3-object-lambda" | "s3-outposts"
-    )
-}
-
 /// Recomputes the signature of a request head whose payload is not signed
 /// (`UNSIGNED-PAYLOAD`), for upstreams that read the head themselves.
 pub fn verify_unsigned_payload_head(
     parts: &http::request::Parts,
     keys: &Keyring,
 ) -> Result<(), String> {
-    verify(parts, b"", keys).map(|_| ())
-}
-
-/// Recomputes the request's signature with the `aws-sigv4` crate.
-fn verify(parts: &http::request::Parts, body: &[u8], keys: &Keyring) -> Result<Verified, String> {
-    use aws_sigv4::http_request::{
-        sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-        SigningSettings, UriPathNormalizationMode,
-    };
-    let auth = parts
-        .headers
-        .get("authorization")
-        .ok_or("missing Authorization header")?
-        .to_str()
-        .map_err(|_| "non-ASCII Authorization")?;
-    let rest = auth
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .ok_or("Authorization is not AWS4-HMAC-SHA256")?;
-    let mut credential = None;
-    let mut signed = None;
-    let mut signature = None;
-    for part in rest.split(',') {
-        let part = part.trim();
-        if let Some(v) = part.strip_prefix("Credential=") {
-            credential = Some(v);
-        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-            signed = Some(v);
-        } else if let Some(v) = part.strip_prefix("Signature=") {
-            signature = Some(v);
-        }
-    }
-    let (credential, signed, signature) = (
-        credential.ok_or("no Credential")?,
-        signed.ok_or("no SignedHeaders")?,
-        signature.ok_or("no Signature")?,
-    );
-    let scope: Vec<&str> = credential.split('/').collect();
-    if scope.len() != 5 || scope[4] != "aws4_request" {
-        return Err(format!("bad credential scope {credential}"));
-    }
-    let (akid, region, service) = (scope[0], scope[2], scope[3]);
-    let (secret, token) = keys
-        .get(akid)
-        .ok_or_else(|| format!("unknown access key {akid}"))?;
-    let amz_date = parts
-        .headers
-        .get("x-amz-date")
-        .ok_or("missing X-Amz-Date")?
-        .to_str()
-        .map_err(|_| "bad X-Amz-Date")?;
-    let time = parse_amz_date(amz_date).ok_or("unparsable X-Amz-Date")?;
-    let skew = match SystemTime::now().duration_since(time) {
-        Ok(d) => d,
-        Err(e) => e.duration(),
-    };
-    if skew > Duration::from_secs(15 * 60) {
-        return Err("request time too skewed".into());
-    }
-    if scope[1] != amz_date.get(..8).unwrap_or("") {
-        return Err("scope date differs from X-Amz-Date".into());
-    }
-    let sent_token = parts
-        .headers
-        .get("x-amz-security-token")
-        .and_then(|v| v.to_str().ok());
-    if sent_token != token.as_deref() {
-        return Err("session token mismatch".into());
-    }
-    let signed_headers: Vec<String> = signed.split(';').map(str::to_string).collect();
-    for required in ["host", "x-amz-date"] {
-        if !signed_headers.iter().any(|h| h == required) {
-            return Err(format!("{required} is not signed"));
-        }
-    }
-    // Every x-amz-* header that was sent must be signed.
-    for name in parts.headers.keys() {
-        if name.as_str().starts_with("x-amz-") && !signed_headers.iter().any(|h| h == name.as_str())
-        {
-            return Err(format!("{name} travels unsigned"));
-        }
-    }
-    let content_sha = parts
-        .headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok());
-    if let Some(h) = content_sha {
-        if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let actual = hex::encode(Sha256::digest(body));
-            if actual != h {
-                return Err("XAmzContentSHA256Mismatch".into());
-            }
-        }
-    }
-    let mut header_pairs: Vec<(&str, String)> = Vec::new();
-    for name in &signed_headers {
-        let values: Vec<&str> = parts
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| std::str::from_utf8(v.as_bytes()).unwrap_or(""))
-            .collect();
-        if values.is_empty() && name != "host" {
-            return Err(format!("signed header {name} is missing"));
-        }
-        for v in values {
-            header_pairs.push((name.as_str(), v.to_string()));
-        }
-    }
-    let host_sent = parts.headers.contains_key("host");
-    let authority = parts.uri.authority().map(|a| a.to_string());
-    if !host_sent {
-        if let Some(a) = &authority {
-            header_pairs.push(("host", a.clone()));
-        }
-    }
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let host = parts
-        .headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or(authority)
-        .unwrap_or_default();
-    let uri = format!("http://{host}{pq}");
-    let mut settings = SigningSettings::default();
-    settings.excluded_headers = Some(Vec::new());
-    if is_s3_family(service) {
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    }
-    let body_for_sig = match content_sha {
-        Some(h) if signed_headers.iter().any(|s| s == "x-amz-content-sha256") => {
-            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-            SignableBody::Precomputed(h.to_string())
-        }
-        _ => SignableBody::Bytes(body),
-    };
-    let identity =
-        aws_credential_types::Credentials::new(akid, secret, token, None, "verifier").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let signable = SignableRequest::new(
-        parts.method.as_str(),
-        uri,
-        header_pairs.iter().map(|(k, v)| (*k, v.as_str())),
-        body_for_sig,
-    )
-    .map_err(|e| e.to_string())?;
-    let (_, expected) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    if expected != signature {
-        return Err(format!("SignatureDoesNotMatch (signed headers {signed})"));
-    }
-    Ok(Verified {
-        akid: akid.to_string(),
-        service: service.to_string(),
-        region: region.to_string(),
-        signed_headers,
-    })
-}
-
-/// Parses `20150830T123600Z`.
-pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
-    if s.len() != 16 || &s[8..9] != "T" || &s[15..] != "Z" {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
-    let (y, mo, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
-    let (h, mi, se) = (n(9..11)?, n(11..13)?, n(13..15)?);
-    // days from civil (Howard Hinnant)
-    let (y, mo) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(days * 86400 + h * 3600 + mi * 60 + se))
+    verify(parts, b"", |akid| keys.get(akid))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The real `signet` binary, running on 127.0.0.1 with ports chosen by the OS.

@@ -9,6 +9,12 @@
 
 #![allow(dead_code)]
 
+// Test crates that use both this module and `tests/common` load two copies; each
+// is self-contained.
+#[allow(clippy::duplicate_mod)]
+#[path = "../verify/mod.rs"]
+mod verify;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +27,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use verify::Refusal;
 
 /// One set of credentials a stand-in issued.
 #[derive(Clone, Debug)]
@@ -527,142 +534,41 @@ pub fn sts(lifetime: Duration) -> (StandIn, Arc<Mutex<Vec<StsCall>>>) {
     (serve(control, logic), calls)
 }
 
-/// How far X-Amz-Date may be from now, as the verifying upstream allows.
-const STS_MAX_SKEW: Duration = Duration::from_secs(15 * 60);
-
-/// Recomputes an STS call's SigV4 signature with the `aws-sigv4` crate, over
-/// exactly the headers it names as signed, with the secret of the key it names.
-/// Returns that key, or the STS error code and message to reject the call with.
+/// Checks an STS call's SigV4 signature (`tests/verify`, recomputed with the
+/// `aws-sigv4` crate) against the secret of the key it names. Returns that key,
+/// or the STS error code and message to reject the call with.
 fn verify_sts_signature(
     control: &Control,
     req: &StandInRequest,
 ) -> Result<String, (&'static str, String)> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let bad = |m: &str| ("SignatureDoesNotMatch", m.to_owned());
-    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-    let auth = header("authorization").ok_or_else(|| bad("non-ASCII Authorization"))?;
-    let rest = auth
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .ok_or_else(|| ("IncompleteSignature", "not AWS4-HMAC-SHA256".to_owned()))?;
-    let (mut credential, mut signed, mut signature) = (None, None, None);
-    for part in rest.split(',').map(str::trim) {
-        if let Some(v) = part.strip_prefix("Credential=") {
-            credential = Some(v);
-        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-            signed = Some(v);
-        } else if let Some(v) = part.strip_prefix("Signature=") {
-            signature = Some(v);
-        }
-    }
-    let incomplete = |what: &str| ("IncompleteSignature", format!("no {what}"));
-    let credential = credential.ok_or_else(|| incomplete("Credential"))?;
-    let signed = signed.ok_or_else(|| incomplete("SignedHeaders"))?;
-    let signature = signature.ok_or_else(|| incomplete("Signature"))?;
-    let scope: Vec<&str> = credential.split('/').collect();
-    if scope.len() != 5 || scope[4] != "aws4_request" {
-        return Err(bad(&format!("bad credential scope {credential}")));
-    }
-    let (akid, region, service) = (scope[0], scope[2], scope[3]);
-    if service != "sts" {
-        return Err(bad(&format!("credential scoped to {service}, not sts")));
-    }
-    let (secret, token) = control.known_key(akid).ok_or_else(|| {
-        (
-            "InvalidClientTokenId",
-            format!("The security token included in the request is invalid: unknown key {akid}"),
-        )
-    })?;
-    let amz_date = header("x-amz-date").ok_or_else(|| bad("missing X-Amz-Date"))?;
-    let time = parse_amz_date(amz_date).ok_or_else(|| bad("unparsable X-Amz-Date"))?;
-    let skew = SystemTime::now()
-        .duration_since(time)
-        .unwrap_or_else(|e| e.duration());
-    if skew > STS_MAX_SKEW {
-        return Err(bad(&format!(
-            "Signature expired: {amz_date} is {skew:?} from now"
-        )));
-    }
-    if scope[1] != amz_date.get(..8).unwrap_or("") {
-        return Err(bad("credential scope date differs from X-Amz-Date"));
-    }
-    if header("x-amz-security-token") != token.as_deref() {
+    let invalid_token = "The security token included in the request is invalid";
+    let (mut head, ()) = http::Request::builder()
+        .method(req.method.as_str())
+        .uri(req.path.as_str())
+        .body(())
+        .map_err(|e| ("SignatureDoesNotMatch", e.to_string()))?
+        .into_parts();
+    head.headers = req.headers.clone();
+    let verified = verify::verify(&head, req.body.as_bytes(), |akid| control.known_key(akid))
+        .map_err(|refusal| match refusal {
+            Refusal::UnknownKey(akid) => {
+                ("InvalidClientTokenId", format!("{invalid_token}: unknown key {akid}"))
+            }
+            Refusal::WrongToken => ("InvalidClientTokenId", invalid_token.to_string()),
+            Refusal::Bad(reason) => (
+                "SignatureDoesNotMatch",
+                format!(
+                    "The request signature we calculated does not match the signature you provided: {reason}"
+                ),
+            ),
+        })?;
+    if verified.service != "sts" {
         return Err((
-            "InvalidClientTokenId",
-            format!("session token does not belong to {akid}"),
+            "SignatureDoesNotMatch",
+            format!("credential scoped to {}, not sts", verified.service),
         ));
     }
-    let signed_headers: Vec<&str> = signed.split(';').collect();
-    for required in ["host", "x-amz-date"] {
-        if !signed_headers.contains(&required) {
-            return Err(bad(&format!("{required} is not signed")));
-        }
-    }
-    for name in req.headers.keys() {
-        if name.as_str().starts_with("x-amz-") && !signed_headers.contains(&name.as_str()) {
-            return Err(bad(&format!("{name} travels unsigned")));
-        }
-    }
-    let mut pairs: Vec<(&str, String)> = Vec::new();
-    for name in &signed_headers {
-        let values: Vec<_> = req.headers.get_all(*name).iter().collect();
-        if values.is_empty() {
-            return Err(bad(&format!("signed header {name} is missing")));
-        }
-        for v in values {
-            pairs.push((name, String::from_utf8_lossy(v.as_bytes()).into_owned()));
-        }
-    }
-    let host = header("host").unwrap_or_default();
-    let uri = format!("http://{host}{}", req.path);
-    let mut settings = SigningSettings::default();
-    settings.excluded_headers = Some(Vec::new());
-    let identity =
-        aws_credential_types::Credentials::new(akid, secret, token, None, "sts-standin").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|e| bad(&e.to_string()))?
-        .into();
-    let signable = SignableRequest::new(
-        &req.method,
-        uri,
-        pairs.iter().map(|(k, v)| (*k, v.as_str())),
-        SignableBody::Bytes(req.body.as_bytes()),
-    )
-    .map_err(|e| bad(&e.to_string()))?;
-    let (_, expected) = sign(signable, &params)
-        .map_err(|e| bad(&e.to_string()))?
-        .into_parts();
-    if expected != signature {
-        return Err(bad(&format!(
-            "The request signature we calculated does not match the signature you provided \
-(key {akid}, signed headers {signed})"
-        )));
-    }
-    Ok(akid.to_owned())
-}
-
-/// Parses `20150830T123600Z`.
-fn parse_amz_date(s: &str) -> Option<SystemTime> {
-    if s.len() != 16 || s.get(8..9) != Some("T") || !s.ends_with('Z') {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
-    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
-    // days from civil (Howard Hinnant), the inverse of `rfc3339`
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    Ok(verified.akid)
 }
 
 fn sts_error(code: &str) -> String {
@@ -717,9 +623,9 @@ fn parse_amz_date_inverts_rfc3339() {
     for secs in [0, 951_782_400, 1_709_251_199, 1_790_000_000] {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let amz = rfc3339(t).replace(['-', ':'], "");
-        assert_eq!(parse_amz_date(&amz), Some(t), "{amz}");
+        assert_eq!(verify::parse_amz_date(&amz), Some(t), "{amz}");
     }
-    assert_eq!(parse_amz_date("20240229T235959"), None);
+    assert_eq!(verify::parse_amz_date("20240229T235959"), None);
 }
 
 #[test]
