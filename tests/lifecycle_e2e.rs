@@ -52,10 +52,6 @@ async fn open_stream(signet: &Signet) -> Response<hyper::body::Incoming> {
         .unwrap()
 }
 
-/// How long a poll for something that should happen within milliseconds may
-/// take on a loaded machine before the test fails.
-const PATIENCE: Duration = Duration::from_secs(10);
-
 /// Waits until `up` has verified a request for `path`, so that it is known to
 /// be in flight (the delayed upstream records a request before it waits to
 /// answer). Fails at once if the upstream rejected a signature.
@@ -154,17 +150,8 @@ async fn sigterm_lets_a_slow_request_finish_and_turns_readiness_false() {
     let exit = wait_exit(&mut signet, Duration::from_secs(10)).await;
     assert!(exit.success(), "exit 0 after the drain, got {exit}");
     assert!(sent.elapsed() < Duration::from_secs(10));
-    // Buffered log lines are written out before the process ends; the test's
-    // reader threads may take a moment to collect the last of them.
-    let deadline = Instant::now() + PATIENCE;
-    while !signet.logs().iter().any(|l| l.contains("drained; exiting")) {
-        assert!(
-            Instant::now() < deadline,
-            "the last log line did not reach stdout: {:#?}",
-            signet.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Buffered log lines are written out before the process ends.
+    signet.wait_for_log("drained; exiting").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,21 +24,9 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     signet::telemetry::metrics::sample(metrics, name, labels).unwrap_or(0.0)
 }
 
-/// Polls `check` every 20 ms until it holds, failing with `what` after 10 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls the scrape until `name{labels}` reads `want`, failing after 10 s.
+/// Polls the scrape until `name{labels}` reads `want`, failing after [`PATIENCE`].
 async fn metric_reaches(signet: &Signet, name: &str, labels: &[(&str, &str)], want: f64) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let text = metrics_text(signet).await;
         if sample(&text, name, labels) == want {
@@ -170,7 +158,7 @@ base_backoff = "1ms"
     // Three requests reached the upstream, each failed once and was retried.
     let seen = up.seen();
     assert_eq!(seen.len(), 6, "attempts that reached the upstream");
-    assert!(up.rejected().is_empty(), "{:?}", up.rejected());
+    assert_no_rejections(&up);
     let mut secrets: Vec<String> = vec![
         SECRET.into(),
         TOKEN.into(),

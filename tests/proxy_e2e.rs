@@ -15,14 +15,6 @@ fn s3_config(up: &Upstream, extra: &str) -> String {
     one_route_config(&up.url(), "s3", "us-east-1", extra)
 }
 
-fn assert_no_rejections(up: &Upstream) {
-    assert!(
-        up.rejected().is_empty(),
-        "upstream rejected: {:#?}",
-        up.rejected()
-    );
-}
-
 #[tokio::test]
 async fn signs_non_s3_post_that_the_verifier_accepts() {
     let up = Upstream::start().await;

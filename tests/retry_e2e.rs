@@ -40,16 +40,6 @@ fn throttling() -> Response<UpBody> {
         .unwrap()
 }
 
-/// How long a poll for something that should happen within milliseconds may
-/// take on a loaded machine before the test fails.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Fails unless every request `up` received was correctly signed.
-fn assert_no_rejections(up: &Upstream) {
-    let rejected = up.rejected();
-    assert!(rejected.is_empty(), "the upstream rejected: {rejected:?}");
-}
-
 const FAST_RETRY: &str = "[routes.retry]\nbase_backoff = \"5ms\"\nmax_backoff = \"50ms\"";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,17 +74,8 @@ async fn retries_throttling_with_a_fresh_verified_signature_per_attempt() {
         "the buffered body is replayed"
     );
     assert_no_rejections(&up);
-    // The access log line is written as the response ends; the test's reader
-    // threads may take a moment to collect it.
-    let deadline = Instant::now() + PATIENCE;
-    while !signet.logs().iter().any(|l| l.contains("\"attempts\":3")) {
-        assert!(
-            Instant::now() < deadline,
-            "no log line with \"attempts\":3: {:#?}",
-            signet.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The access log line is written as the response ends.
+    signet.wait_for_log("\"attempts\":3").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,6 +251,29 @@ pub fn verify_unsigned_payload_head(
         .map_err(|e| e.to_string())
 }
 
+/// How long a poll for something that should happen within milliseconds may
+/// take on a loaded machine before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `check` every 20 ms until it holds; fails naming `what` after
+/// [`PATIENCE`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fails unless `up` verified every request it received.
+pub fn assert_no_rejections(up: &Upstream) {
+    assert!(
+        up.rejected().is_empty(),
+        "upstream rejected: {:#?}",
+        up.rejected()
+    );
+}
+
 /// The real `signet` binary, running on 127.0.0.1 with ports chosen by the OS.
 pub struct Signet {
     child: Child,
@@ -374,6 +397,13 @@ impl Signet {
     }
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until a line containing `needle` has been logged (lines are
+    /// written when a response ends and collected by reader threads).
+    pub async fn wait_for_log(&self, needle: &str) {
+        let what = format!("a log line with {needle}");
+        eventually(&what, || self.logs().iter().any(|l| l.contains(needle))).await;
     }
 
     /// Sends a signal (e.g. `libc::SIGTERM`) to the process.
