@@ -374,8 +374,15 @@ async fn rotating_imds_keys_sign_a_steady_request_loop_without_waiting() {
         assert_eq!(status, StatusCode::OK, "request {n}: {:#?}", signet.logs());
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    let slowest = latencies.iter().max().unwrap();
-    assert!(*slowest < slow, "a request waited {slowest:?}");
+    // A request that waited for a refresh takes at least `slow`, and so would
+    // every request sent during each ~1.2 s fetch (dozens); one stalled by the
+    // machine's scheduler is tolerated.
+    let waited: Vec<_> = latencies.iter().filter(|l| **l >= slow).collect();
+    assert!(
+        waited.len() <= 1,
+        "{} of {n} requests took {slow:?} or more: {waited:?}",
+        waited.len()
+    );
 
     assert!(upstream.rejected().is_empty(), "{:?}", upstream.rejected());
     let issued = imds.control.issued();
