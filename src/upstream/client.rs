@@ -387,7 +387,7 @@ fn caused_by<'e, T: StdError + 'static>(error: &'e (dyn StdError + 'static)) -> 
 /// The rustls client configuration for `settings`: the `ring` provider, the
 /// webpki roots plus any extra CA bundle. With `insecure_skip_verify` the
 /// certificates of upstreams outside the AWS endpoint domains are accepted
-/// unchecked ([`SkipOutsideAws`]); AWS endpoints are always verified.
+/// unchecked; AWS endpoints are always verified.
 pub fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, UpstreamError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
