@@ -75,6 +75,11 @@ pin_project_lite::pin_project! {
         inner_done: bool,
         max_chunk: u64,
         remaining_len: Option<u64>,
+        // Whether a frame has gone out. Until then the seed of the latest
+        // attempt's signing replaces the one held: an attempt whose
+        // connection failed before sending anything is signed again, with
+        // a new seed, and sends this same body.
+        sent: bool,
     }
 }
 
@@ -92,6 +97,7 @@ impl<B> Resigned<B> {
             inner_done: false,
             max_chunk,
             remaining_len: content_length,
+            sent: false,
         }
     }
 }
@@ -100,30 +106,33 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
 }
 
-/// Parses `<hex-size>[;chunk-signature=<64 hex>][;...]`.
+/// Parses `<hex-size>;chunk-signature=<64 hex>`, exactly as AWS SDKs write it:
+/// the re-signed header replaces it byte for byte, so the body keeps the
+/// length the request declared and signed. Leading zeros, spaces, signs or
+/// other extensions would change that length and are refused.
 fn parse_chunk_header(line: &[u8]) -> Result<u64, ChunkedError> {
     let text =
         std::str::from_utf8(line).map_err(|_| ChunkedError::Malformed("non-ASCII chunk header"))?;
-    let mut parts = text.split(';');
-    let size_text = parts.next().unwrap_or("").trim();
-    if size_text.is_empty() || size_text.len() > 15 {
-        return Err(ChunkedError::Malformed("bad chunk size"));
+    let Some((size_text, signature)) = text.split_once(";chunk-signature=") else {
+        return Err(ChunkedError::Malformed(
+            "chunk header is not <hex size>;chunk-signature=<signature>",
+        ));
+    };
+    let canonical = !size_text.is_empty()
+        && size_text.len() <= 15
+        && size_text.bytes().all(|b| b.is_ascii_hexdigit())
+        && (size_text == "0" || !size_text.starts_with('0'));
+    if !canonical {
+        return Err(ChunkedError::Malformed(
+            "chunk size must be hex digits without leading zeros",
+        ));
     }
     let size = u64::from_str_radix(size_text, 16)
         .map_err(|_| ChunkedError::Malformed("bad chunk size"))?;
-    let mut signed = false;
-    for ext in parts {
-        if let Some(sig) = ext.trim().strip_prefix("chunk-signature=") {
-            if Signature::parse(sig).is_none() {
-                return Err(ChunkedError::Malformed(
-                    "chunk-signature must be 64 hex digits",
-                ));
-            }
-            signed = true;
-        }
-    }
-    if !signed {
-        return Err(ChunkedError::Malformed("chunk without chunk-signature"));
+    if Signature::parse(signature).is_none() {
+        return Err(ChunkedError::Malformed(
+            "chunk-signature must be 64 hex digits",
+        ));
     }
     Ok(size)
 }
@@ -160,7 +169,8 @@ impl<B> Resigned<B> {
                     } else {
                         let size = usize::try_from(size)
                             .map_err(|_| ChunkedError::Malformed("bad chunk size"))?;
-                        pending.reserve(size + 2);
+                        // Grows as the chunk arrives, not ahead of it.
+                        pending.reserve((size + 2).min(64 * 1024));
                         *state = State::Data(size);
                     }
                 }
@@ -239,18 +249,20 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ChunkedError>>> {
         let mut this = self.project();
-        if this.signer.is_none() {
-            let taken = this.chain.lock().ok().and_then(|mut slot| slot.take());
-            match taken {
-                Some(s) => *this.signer = Some(s),
-                None => return Poll::Ready(Some(Err(ChunkedError::Unseeded))),
+        if !*this.sent {
+            if let Some(newer) = this.chain.lock().ok().and_then(|mut slot| slot.take()) {
+                *this.signer = Some(newer);
             }
+        }
+        if this.signer.is_none() {
+            return Poll::Ready(Some(Err(ChunkedError::Unseeded)));
         }
         loop {
             if let Some(frame) = this.out.pop_front() {
                 if let Some(rem) = this.remaining_len.as_mut() {
                     *rem = rem.saturating_sub(frame.len() as u64);
                 }
+                *this.sent = true;
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }
             if matches!(this.state, State::Done) {
@@ -303,7 +315,13 @@ mod tests {
     use crate::sigv4::{AmzDate, SigningKey};
     use http_body_util::{BodyExt, StreamBody};
 
+    const SEED: &str = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+
     fn signer() -> ChunkSigner {
+        seeded(SEED)
+    }
+
+    fn seeded(seed: &str) -> ChunkSigner {
         let time = AmzDate::parse("20130524T000000Z").unwrap();
         let key = SigningKey::derive(
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
@@ -311,10 +329,13 @@ mod tests {
             "us-east-1",
             "s3",
         );
-        let seed =
-            Signature::parse("4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9")
-                .unwrap();
-        ChunkSigner::new(key, time, "us-east-1", "s3", seed)
+        ChunkSigner::new(
+            key,
+            time,
+            "us-east-1",
+            "s3",
+            Signature::parse(seed).unwrap(),
+        )
     }
 
     /// The client's framing of `chunks`, with a dummy signature each.
@@ -339,7 +360,10 @@ mod tests {
 
     /// What signet's own encoder produces for the same chunks.
     fn expected(chunks: &[&[u8]], trailers: &[(&str, &str)]) -> Vec<u8> {
-        let mut s = signer();
+        expected_from(signer(), chunks, trailers)
+    }
+
+    fn expected_from(mut s: ChunkSigner, chunks: &[&[u8]], trailers: &[(&str, &str)]) -> Vec<u8> {
         let mut v = Vec::new();
         for c in chunks {
             s.encode_chunk(c, &mut v);
@@ -380,8 +404,64 @@ mod tests {
     #[tokio::test]
     async fn resigns_without_trailer() {
         let chunks: [&[u8]; 1] = [b"hello world"];
-        let out = resign(client_framing(&chunks, &[]), 3).await.unwrap();
+        let input = client_framing(&chunks, &[]);
+        let out = resign(input.clone(), 3).await.unwrap();
+        assert_eq!(out.len(), input.len());
         assert_eq!(out, expected(&chunks, &[]));
+    }
+
+    #[tokio::test]
+    async fn chains_from_the_latest_seed_until_a_frame_goes_out() {
+        // The first attempt's signing seeds the chain, hyper polls the body
+        // before the client's first chunk has arrived, and the attempt fails;
+        // the retry is signed again with a new seed and sends this same body.
+        let chunks: [&[u8]; 2] = [b"first", b"second"];
+        let mut frames: std::collections::VecDeque<Bytes> =
+            [Bytes::from(client_framing(&chunks, &[]))].into();
+        let mut waited = false;
+        let inner = StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+            if !waited {
+                waited = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(
+                frames
+                    .pop_front()
+                    .map(|b| Ok::<_, std::io::Error>(Frame::data(b))),
+            )
+        }));
+        let chain: ChunkChain = Arc::new(Mutex::new(Some(signer())));
+        let mut body = Resigned::new(inner, chain.clone(), 1 << 20, None);
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        let retry_seed = "1".repeat(64);
+        *chain.lock().unwrap() = Some(seeded(&retry_seed));
+        let out = body.collect().await.unwrap().to_bytes().to_vec();
+        assert_eq!(out, expected_from(seeded(&retry_seed), &chunks, &[]));
+        assert_ne!(out, expected(&chunks, &[]));
+    }
+
+    #[tokio::test]
+    async fn refuses_chunk_headers_whose_length_would_change() {
+        let sig = "0".repeat(64);
+        for header in [
+            format!("05;chunk-signature={sig}"),
+            format!("+5;chunk-signature={sig}"),
+            format!(" 5;chunk-signature={sig}"),
+            format!("5;chunk-signature={sig};x=y"),
+            format!("5; chunk-signature={sig}"),
+            "5".to_string(),
+        ] {
+            let input = format!("{header}\r\nhello\r\n0;chunk-signature={sig}\r\n\r\n");
+            assert!(
+                matches!(
+                    resign(input.into_bytes(), 4).await,
+                    Err(ChunkedError::Malformed(_))
+                ),
+                "{header}"
+            );
+        }
     }
 
     #[tokio::test]
