@@ -116,9 +116,15 @@ where
         match (&mut first, &mut rest) {
             (None, _) => first = Some(data),
             (Some(f), None) => {
-                let mut joined = BytesMut::with_capacity(
-                    declared_len.map_or(f.len() + data.len(), |n| n as usize),
-                );
+                // The declared length sizes the buffer, but only up to what has
+                // arrived times a few: a client cannot make signet set aside a
+                // large buffer with a few bytes and a Content-Length.
+                let arrived = f.len() + data.len();
+                let mut joined = BytesMut::with_capacity(declared_len.map_or(arrived, |n| {
+                    usize::try_from(n)
+                        .unwrap_or(usize::MAX)
+                        .min(arrived.saturating_mul(4))
+                }));
                 joined.extend_from_slice(f);
                 joined.extend_from_slice(&data);
                 rest = Some(joined);
