@@ -84,9 +84,14 @@ async fn tls_server(alpn: &[&[u8]]) -> std::net::SocketAddr {
                 };
                 let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
                     let version = format!("{:?}", req.version());
-                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-                        version,
-                    ))))
+                    let shown = |v: Option<&str>| v.unwrap_or("-").to_owned();
+                    let authority = shown(req.uri().authority().map(|a| a.as_str()));
+                    let host = shown(req.headers().get("host").and_then(|h| h.to_str().ok()));
+                    let mut response = Response::new(Full::new(Bytes::from(version)));
+                    let headers = response.headers_mut();
+                    headers.insert("x-seen-authority", authority.parse().unwrap());
+                    headers.insert("x-seen-host", host.parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(response)
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
@@ -231,4 +236,36 @@ async fn insecure_skip_verify_still_verifies_aws_endpoints() {
         .unwrap_err();
     assert!(error.to_string().contains("not valid for name"), "{error}");
     handshake(&config, addr, "localhost").await.unwrap();
+}
+
+#[tokio::test]
+async fn sends_the_signed_host_as_the_h2_authority_and_the_h1_host() {
+    let bundle = ca_bundle();
+    let tls = TlsSettings {
+        ca_bundle: Some(bundle.path().to_path_buf()),
+        insecure_skip_verify: false,
+    };
+    for (alpn, version) in [
+        (&[&b"h2"[..]][..], "HTTP/2.0"),
+        (&[&b"http/1.1"[..]][..], "HTTP/1.1"),
+    ] {
+        let addr = tls_server(alpn).await;
+        let upstream = Upstream::new(&tls, Arc::new(NoopObserver)).unwrap();
+        // A route with `sign_host`: connect to 127.0.0.1, sign and send another Host.
+        let mut request = get(format!("https://{addr}/"));
+        request.parts.headers.insert(
+            "host",
+            "search-d.us-west-2.es.amazonaws.com".parse().unwrap(),
+        );
+        let response = upstream.send(request).await.unwrap();
+        let seen = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        let (authority, host) = (seen("x-seen-authority"), seen("x-seen-host"));
+        assert_eq!(body_text(response).await, version);
+        if version == "HTTP/2.0" {
+            assert_eq!(authority, "search-d.us-west-2.es.amazonaws.com");
+            assert!(host == "-" || host == authority, "{host}");
+        } else {
+            assert_eq!(host, "search-d.us-west-2.es.amazonaws.com");
+        }
+    }
 }

@@ -342,15 +342,38 @@ async fn exchange(
             if let Err(e) = s.ready().await {
                 return Err((Some(request), Failure::Exchange(e)));
             }
+            // h2 sends the URI's authority as `:authority`, which servers
+            // read instead of Host: it must be the Host that was signed (a
+            // route's `sign_host`), not the address connected to.
+            let connected = signed_authority(&mut request);
             let pending = s.try_send_request(request);
             if opened {
                 checkin(key, Sender::H2(s));
             }
-            pending
-                .await
-                .map_err(|mut e| (e.take_message(), Failure::Exchange(e.into_error())))
+            pending.await.map_err(|mut e| {
+                let unsent = e.take_message().map(|mut r| {
+                    if let Some(uri) = connected {
+                        *r.uri_mut() = uri;
+                    }
+                    r
+                });
+                (unsent, Failure::Exchange(e.into_error()))
+            })
         }
     }
+}
+
+/// Makes `request`'s URI authority its Host header's value when the two
+/// differ, returning the URI it had (the one to connect with).
+fn signed_authority(request: &mut http::Request<AttemptBody>) -> Option<http::Uri> {
+    let host = request.headers().get(http::header::HOST)?.to_str().ok()?;
+    if request.uri().authority().map(|a| a.as_str()) == Some(host) {
+        return None;
+    }
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(host.parse().ok()?);
+    let signed = http::Uri::from_parts(parts).ok()?;
+    Some(std::mem::replace(request.uri_mut(), signed))
 }
 
 /// Names a failure for the client.
