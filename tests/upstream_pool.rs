@@ -178,3 +178,22 @@ async fn back_to_back_requests_survive_a_server_that_closes_every_connection() {
     }
     assert!(accepted.load(Ordering::Relaxed) >= 20);
 }
+
+#[tokio::test]
+async fn refuses_a_relative_uri_without_repeating_its_query() {
+    let upstream = Upstream::new(&TlsSettings::default(), Arc::new(Counts::default())).unwrap();
+    let mut policy = RoutePolicy::default();
+    policy.retry.max_attempts = 1;
+    let request = Request::get("/object?X-Amz-Security-Token=client-token-secret")
+        .body(())
+        .unwrap();
+    let mut request: OutboundRequest = transport::stamped(request, policy, "pool");
+    request.upstream = "http://127.0.0.1:1".into();
+    let error = upstream.send(request).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("/object") && text.contains("not absolute"),
+        "{text}"
+    );
+    assert!(!text.contains("client-token-secret"), "{text}");
+}

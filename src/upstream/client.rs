@@ -210,9 +210,10 @@ impl Pool {
     > {
         let (Some(authority), Some(_)) = (parts.uri.authority().cloned(), parts.uri.scheme())
         else {
+            // The path alone: the query may carry a client's presign credentials.
             return Err(ForwardError::InvalidRequest(format!(
-                "upstream URI {} is not absolute",
-                parts.uri
+                "upstream URI with path {} is not absolute",
+                parts.uri.path()
             )));
         };
         if !parts.headers.contains_key(http::header::HOST) {
