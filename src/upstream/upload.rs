@@ -7,9 +7,12 @@
 //! client's body reader answers 400 when the client stops sending, and
 //! [`guard`] answers 504 (`idle_timeout`) when the upstream stops taking data,
 //! that is when the connection has not come back for the next frame for that
-//! long. Before the first byte goes out the total deadline holds as for any
-//! request; after the last one it holds again, moved later by the time the
-//! upload took.
+//! long. The upload begins when the connection first asks for the body (the
+//! head is out), even if the client's first bytes are still on their way: a
+//! re-signed aws-chunked body has nothing to hand over until a whole chunk
+//! has arrived. Before that the total deadline holds as for any request;
+//! after the last frame it holds again, moved later by the time the upload
+//! took.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +27,9 @@ use super::error::TimeoutKind;
 #[derive(Debug)]
 pub(crate) struct UploadProgress {
     base: Instant,
+    /// Nanoseconds after `base` (plus one; 0: not yet) when the connection
+    /// first asked for the body.
+    asked: AtomicU64,
     /// Nanoseconds after `base` (plus one; 0: not yet) when the first byte was
     /// handed to the connection.
     started: AtomicU64,
@@ -41,6 +47,7 @@ impl UploadProgress {
     pub(crate) fn new() -> Self {
         Self {
             base: Instant::now(),
+            asked: AtomicU64::new(0),
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             polled: AtomicU64::new(0),
@@ -64,6 +71,9 @@ impl UploadProgress {
         let now = self.since_base(Instant::now());
         self.polled
             .store(now << 1 | u64::from(frame), Ordering::Relaxed);
+        if self.asked.load(Ordering::Relaxed) == 0 {
+            self.asked.store(now + 1, Ordering::Release);
+        }
         if data && self.started.load(Ordering::Relaxed) == 0 {
             self.started.store(now + 1, Ordering::Release);
         }
@@ -72,15 +82,22 @@ impl UploadProgress {
         }
     }
 
-    /// Whether a byte of the body has gone out.
+    /// Whether a byte of the body has gone out (until then it can be sent
+    /// again, on another attempt).
     pub(crate) fn started(&self) -> bool {
         self.started.load(Ordering::Acquire) != 0
     }
 
-    /// How long the upload took from its first byte to its last (so far, if
-    /// it is still going); zero before it starts.
+    /// Whether the connection has asked for the body: the upload is under way.
+    pub(crate) fn asked(&self) -> bool {
+        self.asked.load(Ordering::Acquire) != 0
+    }
+
+    /// How long the upload took from the connection's first request for the
+    /// body to its last byte (so far, if it is still going); zero before it
+    /// begins.
     pub(crate) fn took(&self) -> Duration {
-        let started = self.started.load(Ordering::Acquire);
+        let started = self.asked.load(Ordering::Acquire);
         if started == 0 {
             return Duration::ZERO;
         }
@@ -101,7 +118,7 @@ impl UploadProgress {
 }
 
 /// Fires when an attempt with a streamed body should end: [`TimeoutKind::Total`]
-/// at `deadline` (moved later by the upload's duration once bytes went out), or
+/// at `deadline` (moved later by the upload's duration once it began), or
 /// [`TimeoutKind::Idle`] when the upstream stopped taking the body for `idle`.
 /// `sent` turns true once the whole body was handed over.
 pub(crate) async fn guard(
@@ -110,8 +127,9 @@ pub(crate) async fn guard(
     idle: Duration,
     deadline: Instant,
 ) -> TimeoutKind {
-    // Until the first byte goes out: the deadline, checked at least every `idle`.
-    while !progress.started() {
+    // Until the connection asks for the body: the deadline, checked at least
+    // every `idle`.
+    while !progress.asked() {
         let now = Instant::now();
         if now >= deadline {
             return TimeoutKind::Total;
@@ -199,6 +217,29 @@ mod tests {
         let guarded = guard(&progress, rx, Duration::from_secs(1), start);
         let outcome = tokio::time::timeout(Duration::from_secs(30), guarded).await;
         assert!(outcome.is_err(), "fired while signet waited for the client");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_slow_to_send_its_first_bytes_is_left_to_the_client_timer() {
+        // A re-signed aws-chunked body hands nothing over until a whole chunk
+        // has arrived; the upload began when the connection asked for it.
+        let (progress, tx, rx) = progress_and_sent();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(3);
+        let guarded = guard(&progress, rx, Duration::from_secs(1), deadline);
+        tokio::pin!(guarded);
+        progress.polled(false, false, false);
+        assert!(!progress.started(), "nothing went out: still replayable");
+        tokio::select! {
+            kind = &mut guarded => panic!("fired at {:?} with {kind:?}", start.elapsed()),
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        // The chunk arrives and goes out in one frame, the last.
+        progress.polled(true, true, true);
+        tx.send(true).unwrap();
+        assert_eq!(progress.took(), Duration::from_secs(10));
+        assert_eq!(guarded.await, TimeoutKind::Total);
+        assert_eq!(start.elapsed(), Duration::from_secs(13));
     }
 
     #[tokio::test(start_paused = true)]
