@@ -75,6 +75,7 @@ pub(crate) async fn run(cell: Arc<SnapshotCell>, resolver: Resolver, settings: R
                 fetch_timeout.as_secs_f64()
             )),
         };
+        let result = result.and_then(|fetched| unexpired(fetched, SystemTime::now()));
         let next: Option<Instant> = match result {
             Ok(Fetched {
                 credentials,
@@ -137,20 +138,52 @@ pub(crate) async fn run(cell: Arc<SnapshotCell>, resolver: Resolver, settings: R
                 Some(Instant::now() + delay)
             }
         };
-        wait(next, &files, before, poll).await;
+        let next = next.map(|at| Due {
+            at,
+            wall: SystemTime::now() + at.saturating_duration_since(Instant::now()),
+        });
+        wait(next, &files, before, poll, SystemTime::now).await;
     }
 }
 
-/// Sleeps until `next` (forever when `None`) or until a watched file changes.
-async fn wait(next: Option<Instant>, files: &[PathBuf], before: FileStamp, poll: Duration) {
+/// Credentials that had already run out when fetched are a failed fetch:
+/// retried with backoff, never published.
+fn unexpired(fetched: Fetched, now: SystemTime) -> Result<Fetched, String> {
+    match fetched.expires_at {
+        Some(at) if at <= now => Err(format!(
+            "the credentials fetched had already expired at {}",
+            httpdate::fmt_http_date(at)
+        )),
+        _ => Ok(fetched),
+    }
+}
+
+/// When the next fetch is due, on both clocks: the monotonic one stops while
+/// the machine sleeps (a laptop's lid closed, a paused VM), the wall clock
+/// that credentials expire by does not.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    at: Instant,
+    wall: SystemTime,
+}
+
+/// Sleeps until `next` is due on either clock (forever when `None`) or until
+/// a watched file changes. While a fetch is due it wakes at least every
+/// `poll` to look at the wall clock (`wall_now`).
+async fn wait(
+    next: Option<Due>,
+    files: &[PathBuf],
+    before: FileStamp,
+    poll: Duration,
+    wall_now: impl Fn() -> SystemTime,
+) {
     loop {
         let now = Instant::now();
-        if next.is_some_and(|at| at <= now) {
+        if next.is_some_and(|due| due.at <= now || due.wall <= wall_now()) {
             return;
         }
         let wake = match (next, files.is_empty()) {
-            (Some(at), true) => at,
-            (Some(at), false) => at.min(now + poll),
+            (Some(due), _) => due.at.min(now + poll),
             (None, false) => now + poll,
             (None, true) => {
                 std::future::pending::<()>().await;
@@ -158,9 +191,16 @@ async fn wait(next: Option<Instant>, files: &[PathBuf], before: FileStamp, poll:
             }
         };
         tokio::time::sleep_until(wake).await;
-        if !files.is_empty() && stamp(files) != before {
-            tracing::info!(files = ?files, "credential file changed, fetching again");
-            return;
+        if !files.is_empty() {
+            // Off the runtime's threads: a slow file system must not stall them.
+            let paths = files.to_vec();
+            let changed = tokio::task::spawn_blocking(move || stamp(&paths))
+                .await
+                .is_ok_and(|now| now != before);
+            if changed {
+                tracing::info!(files = ?files, "credential file changed, fetching again");
+                return;
+            }
         }
     }
 }
@@ -213,6 +253,55 @@ mod tests {
         assert_eq!(backoff_delay(&s, 10, 1.0), Duration::from_secs(60));
         assert_eq!(backoff_delay(&s, u32::MAX, 1.0), Duration::from_secs(60));
         assert_eq!(backoff_delay(&s, 4, 0.5), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn credentials_expired_when_fetched_are_a_failure() {
+        let fetched = |expires_at| Fetched {
+            credentials: crate::sigv4::Credentials {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: "secret".into(),
+                session_token: Some("token".into()),
+            },
+            expires_at,
+        };
+        let reason = unexpired(fetched(Some(at(100))), at(100)).unwrap_err();
+        assert!(reason.contains("already expired"), "{reason}");
+        assert!(unexpired(fetched(Some(at(101))), at(100)).is_ok());
+        assert!(unexpired(fetched(None), at(100)).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_due_by_the_wall_clock_is_not_waited_out_on_the_monotonic_one() {
+        let start = Instant::now();
+        let wall_start = SystemTime::now();
+        // Due in 60 s on both clocks.
+        let due = Due {
+            at: start + Duration::from_secs(60),
+            wall: wall_start + Duration::from_secs(60),
+        };
+        let poll = Duration::from_secs(5);
+        // Awake all along: due at 60 s.
+        let awake = move || wall_start + start.elapsed();
+        wait(Some(due), &[], Vec::new(), poll, awake).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        // The machine slept an hour after 10 s: the wall clock jumped, the
+        // monotonic one did not; the next look at the wall clock sees it due.
+        let start = Instant::now();
+        let due = Due {
+            at: start + Duration::from_secs(60),
+            wall: wall_start + Duration::from_secs(60),
+        };
+        let slept = move || {
+            let jump = if start.elapsed() >= Duration::from_secs(10) {
+                Duration::from_secs(3600)
+            } else {
+                Duration::ZERO
+            };
+            wall_start + start.elapsed() + jump
+        };
+        wait(Some(due), &[], Vec::new(), poll, slept).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
     }
 
     #[test]
