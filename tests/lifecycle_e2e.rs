@@ -237,10 +237,14 @@ async fn sighup_swaps_routes_while_in_flight_requests_finish_on_the_old_ones() {
     // Reload only once the request is at the old route's upstream.
     wait_until_seen(&slow, "/first/slow").await;
 
-    // The new file moves /first to the other upstream and adds /second.
+    // The new file moves /first to the other upstream and adds /second; its
+    // drain timeout only applies after a restart, and signet says so.
     std::fs::write(
         signet.config_path(),
-        two_route_config(&other.url(), Some(&other.url())),
+        format!(
+            "[shutdown]\ndrain_timeout = \"30s\"\n\n{}",
+            two_route_config(&other.url(), Some(&other.url()))
+        ),
     )
     .unwrap();
     signet.signal(SIGHUP);
@@ -287,6 +291,15 @@ async fn sighup_swaps_routes_while_in_flight_requests_finish_on_the_old_ones() {
         .logs()
         .iter()
         .any(|l| l.contains("configuration reloaded")));
+    signet
+        .wait_for_log("takes effect at the next restart")
+        .await;
+    let warning = signet
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("takes effect at the next restart"))
+        .unwrap();
+    assert!(warning.contains("shutdown"), "{warning}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,6 +346,49 @@ async fn sighup_with_a_bad_file_keeps_the_running_configuration() {
         "the old configuration keeps serving"
     );
     assert!(up.rejected().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_keeps_the_running_configuration_when_its_credentials_would_stop_resolving() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&two_route_config(&up.url(), None));
+    // The new file is valid, but its default source names a profile that
+    // does not exist: the credentials signing now would not resolve.
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("credentials");
+    std::fs::write(
+        &profiles,
+        "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other-secret\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[credentials.default]\nkind = \"profile\"\nname = \"missing\"\ncredentials_file = \"{}\"\n\n{}",
+        profiles.display(),
+        two_route_config(&up.url(), Some(&up.url()))
+    );
+    std::fs::write(signet.config_path(), config).unwrap();
+    signet.signal(SIGHUP);
+    signet.wait_for_log("reload rejected").await;
+    let rejection = signet
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("reload rejected"))
+        .unwrap();
+    assert!(
+        rejection.contains("credentials that sign now would stop resolving: default"),
+        "{rejection}"
+    );
+    // The running routes and credentials serve on; the new route never came.
+    let (status, _, _) = get(&format!("{}/first/still", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = get(&format!("{}/second/x", signet.url())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(up.seen().len(), 1);
+    assert_no_rejections(&up);
+    assert_eq!(
+        get(&format!("{}/readyz", signet.admin_url())).await.0,
+        StatusCode::OK
+    );
 }
 
 /// A config with one route to `upstream` and the given client idle timeout.

@@ -67,6 +67,10 @@ pub enum BuildError {
     /// A credentials source could not start.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    /// On reload: credentials that sign for the running configuration would
+    /// not resolve in the new one (each `source[ as role]: reason`, joined).
+    #[error("credentials that sign now would stop resolving: {0}")]
+    CredentialsLost(String),
 }
 
 /// What one configuration generation serves with: its routes and the
@@ -91,7 +95,10 @@ impl std::fmt::Debug for ProxyState {
 impl ProxyState {
     /// Builds the state for `settings`. Credential sources are reused from
     /// `previous` when unchanged (no refetch on reload); new ones are started
-    /// and given a moment to resolve before the state serves.
+    /// and given a moment to resolve before the state serves. On reload, a
+    /// new set in which a (source, role) that signs now has not resolved by
+    /// then is stopped and refused ([`BuildError::CredentialsLost`]): the
+    /// running state keeps serving.
     pub async fn build(
         settings: &Settings,
         previous: Option<&ProxyState>,
@@ -109,11 +116,14 @@ impl ProxyState {
             .filter(|(name, _)| pairs.iter().any(|(s, _)| **s == ***name))
             .map(|(name, source)| (name.clone(), source.clone()))
             .collect();
+        // The running set serves on only for exactly the same sources and
+        // roles: one it has no use for would keep refreshing.
         let reusable = previous.filter(|p| {
             p.credential_settings == used
-                && pairs
+                && p.handles
                     .iter()
-                    .all(|(s, r)| p.credentials.handle(s, r.as_deref()).is_some())
+                    .map(|(s, r, _)| (s, r))
+                    .eq(pairs.iter().map(|(s, r)| (s, r)))
         });
         let credentials = match reusable {
             Some(p) => p.credentials.clone(),
@@ -121,7 +131,15 @@ impl ProxyState {
                 let set = Arc::new(CredentialsSet::start(&used, &route_roles)?);
                 // Let sources resolve before serving; a slow one is reported as
                 // not ready and keeps refreshing in the background.
-                set.wait_ready(Duration::from_secs(5)).await;
+                if !set.wait_ready(Duration::from_secs(5)).await {
+                    if let Some(previous) = previous {
+                        let lost = lost_credentials(previous, &set, &pairs);
+                        if !lost.is_empty() {
+                            set.shutdown().await;
+                            return Err(BuildError::CredentialsLost(lost.join("; ")));
+                        }
+                    }
+                }
                 set
             }
         };
@@ -146,6 +164,33 @@ impl ProxyState {
             .find(|(s, r, _)| &**s == source && r.as_deref() == role)
             .map(|(_, _, h)| h)
     }
+}
+
+/// The (source, role) pairs that sign in `previous` but have not resolved in
+/// `next`, each as `source[ as role]: reason`.
+fn lost_credentials(
+    previous: &ProxyState,
+    next: &CredentialsSet,
+    pairs: &[(Arc<str>, Option<Arc<str>>)],
+) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(s, r)| {
+            previous
+                .handle(s, r.as_deref())
+                .is_some_and(|h| h.current().is_ok())
+        })
+        .filter_map(|(s, r)| {
+            let reason = match next.handle(s, r.as_deref())?.current() {
+                Ok(_) => return None,
+                Err(e) => e.reason,
+            };
+            Some(match r {
+                Some(role) => format!("{s} as {role}: {reason}"),
+                None => format!("{s}: {reason}"),
+            })
+        })
+        .collect()
 }
 
 /// The running proxy: the current state, the upstream client, metrics and
@@ -527,5 +572,50 @@ impl Exchange {
             drop(guard);
         });
         Response::from_parts(parts, Body::new(tapped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigFormat;
+
+    fn settings(routes: &str) -> Settings {
+        let text = format!(
+            "[credentials.default]\nkind = \"static\"\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\n\
+             secret_access_key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"\n{routes}"
+        );
+        Settings::from_str(&text, ConfigFormat::Toml).unwrap()
+    }
+
+    const PLAIN: &str =
+        "[[routes]]\nname = \"q\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\n";
+
+    #[tokio::test]
+    async fn reload_reuses_the_running_credentials_only_for_the_same_sources_and_roles() {
+        let first = ProxyState::build(&settings(PLAIN), None).await.unwrap();
+        let same = ProxyState::build(&settings(PLAIN), Some(&first))
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&first.credentials, &same.credentials));
+        // A role only the old configuration used: a new set, without it.
+        let with_role = format!(
+            "[[routes]]\nname = \"r\"\npath_prefix = \"/r\"\n\
+             upstream = \"https://sns.us-east-1.amazonaws.com\"\n\
+             role_arn = \"arn:aws:iam::111122223333:role/gone\"\n\n{PLAIN}"
+        );
+        let roled = ProxyState::build(&settings(&with_role), Some(&first))
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first.credentials, &roled.credentials));
+        let dropped = ProxyState::build(&settings(PLAIN), Some(&roled))
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&roled.credentials, &dropped.credentials));
+        assert!(dropped
+            .credentials
+            .handle("default", Some("arn:aws:iam::111122223333:role/gone"))
+            .is_none());
+        roled.credentials.shutdown().await;
     }
 }

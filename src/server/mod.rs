@@ -162,7 +162,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
         tokio::select! {
             _ = sigterm.recv() => { info!(signal = "SIGTERM", "draining"); break; }
             _ = sigint.recv() => { info!(signal = "SIGINT", "draining"); break; }
-            _ = sighup.recv() => reload(&proxy, &args).await,
+            _ = sighup.recv() => reload(&proxy, &args, &settings).await,
         }
     }
 
@@ -184,7 +184,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
 }
 
 /// Reloads the configuration file; on any error the old state keeps serving.
-async fn reload(proxy: &Proxy, args: &ServeArgs) {
+async fn reload(proxy: &Proxy, args: &ServeArgs, running: &Settings) {
     info!("SIGHUP: reloading configuration");
     let settings = match Settings::load(args) {
         Ok(s) => s,
@@ -198,13 +198,57 @@ async fn reload(proxy: &Proxy, args: &ServeArgs) {
         Ok(next) => {
             proxy.swap(next);
             info!(routes = settings.routes.len(), "configuration reloaded");
+            for key in restart_only_changes(running, &settings) {
+                warn!(key, "changed in the file; takes effect at the next restart");
+            }
         }
         Err(e) => error!(error = %e, "reload rejected; keeping the running configuration"),
     }
+}
+
+/// The settings a reload does not apply (listeners, threads, TLS, logging,
+/// timeouts of connections and of the drain) that differ between the ones
+/// signet started with and `next`.
+fn restart_only_changes(running: &Settings, next: &Settings) -> Vec<&'static str> {
+    [
+        ("listen", running.listen != next.listen),
+        ("workers", running.workers != next.workers),
+        ("admin", running.admin != next.admin),
+        ("log", running.log != next.log),
+        ("shutdown", running.shutdown != next.shutdown),
+        ("connections", running.connections != next.connections),
+        ("tls", running.tls != next.tls),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 fn local(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigFormat;
+
+    #[test]
+    fn names_the_settings_a_reload_leaves_for_a_restart() {
+        let load = |text: &str| Settings::from_str(text, ConfigFormat::Toml).unwrap();
+        let running = load("");
+        assert!(restart_only_changes(&running, &load("")).is_empty());
+        // Routes and credentials reload; these do not.
+        let next = load(
+            "listen = \"127.0.0.1:7000\"\nworkers = 3\n[log]\nlevel = \"debug\"\n\
+             [tls]\ninsecure_skip_verify = true\n[connections]\nidle_timeout = \"5m\"\n\
+             [[routes]]\nname = \"q\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\n",
+        );
+        assert_eq!(
+            restart_only_changes(&running, &next),
+            ["listen", "workers", "log", "connections", "tls"]
+        );
+    }
 }
