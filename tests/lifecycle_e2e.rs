@@ -201,6 +201,32 @@ async fn drain_timeout_bounds_the_wait_for_stuck_requests() {
     assert!(up.rejected().is_empty(), "{:?}", up.rejected());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_ends_the_drain_at_once() {
+    let up = slow_upstream(Duration::from_secs(8)).await;
+    let cfg = format!(
+        "[shutdown]\ndrain_timeout = \"60s\"\n{}",
+        one_route_config(&up.url(), "sqs", "us-east-1", "")
+    );
+    let mut signet = Signet::start(&cfg);
+    let url = format!("{}/stuck", signet.url());
+    let _in_flight = tokio::spawn(async move { get(&url).await });
+    wait_until_seen(&up, "/stuck").await;
+    signet.signal(SIGTERM);
+    signet.wait_for_log("draining").await;
+    let sent = Instant::now();
+    signet.signal(SIGTERM);
+    let exit = wait_exit(&mut signet, Duration::from_secs(10)).await;
+    assert!(exit.success(), "exit 0, got {exit}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        sent.elapsed()
+    );
+    signet.wait_for_log("second signal").await;
+    assert!(up.rejected().is_empty(), "{:?}", up.rejected());
+}
+
 fn two_route_config(first: &str, second: Option<&str>) -> String {
     let mut cfg = format!(
         "[[routes]]\nname = \"first\"\npath_prefix = \"/first\"\nupstream = \"{first}\"\nservice = \"sqs\"\nregion = \"us-east-1\"\n"

@@ -170,12 +170,25 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
     readiness.set_draining(true);
     let _ = drain_tx.send(true);
     let drain = settings.shutdown.drain_timeout;
-    match tokio::time::timeout(drain, proxy_server).await {
-        Ok(_) => info!("drained; exiting"),
-        Err(_) => warn!(
-            drain_timeout = ?drain,
+    // A second SIGTERM or SIGINT ends the wait: the operator asked twice.
+    tokio::select! {
+        finished = tokio::time::timeout(drain, proxy_server) => match finished {
+            Ok(_) => info!("drained; exiting"),
+            Err(_) => warn!(
+                drain_timeout = ?drain,
+                in_flight = proxy.in_flight(),
+                "drain timeout reached; exiting with requests still in flight"
+            ),
+        },
+        _ = sigterm.recv() => warn!(
+            signal = "SIGTERM",
             in_flight = proxy.in_flight(),
-            "drain timeout reached; exiting with requests still in flight"
+            "second signal; exiting without waiting for the drain"
+        ),
+        _ = sigint.recv() => warn!(
+            signal = "SIGINT",
+            in_flight = proxy.in_flight(),
+            "second signal; exiting without waiting for the drain"
         ),
     }
     let _ = admin_stop_tx.send(true);
