@@ -175,18 +175,24 @@ async fn sigterm_lets_an_open_stream_finish() {
     assert!(exit.success(), "exit 0, got {exit}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_timeout_bounds_the_wait_for_stuck_requests() {
+/// signet with `drain_timeout`, and one request stuck at an upstream that
+/// answers after 8 s: verified (so correctly signed) and waiting there.
+async fn with_a_stuck_request(drain_timeout: &str) -> (Upstream, Signet) {
     let up = slow_upstream(Duration::from_secs(8)).await;
     let cfg = format!(
-        "[shutdown]\ndrain_timeout = \"1s\"\n{}",
+        "[shutdown]\ndrain_timeout = \"{drain_timeout}\"\n{}",
         one_route_config(&up.url(), "sqs", "us-east-1", "")
     );
-    let mut signet = Signet::start(&cfg);
+    let signet = Signet::start(&cfg);
     let url = format!("{}/stuck", signet.url());
-    let _in_flight = tokio::spawn(async move { get(&url).await });
-    // The request is verified (so correctly signed) and stuck at the upstream.
+    tokio::spawn(async move { get(&url).await });
     wait_until_seen(&up, "/stuck").await;
+    (up, signet)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_bounds_the_wait_for_stuck_requests() {
+    let (up, mut signet) = with_a_stuck_request("1s").await;
     let sent = Instant::now();
     signet.signal(SIGTERM);
     let exit = wait_exit(&mut signet, Duration::from_secs(6)).await;
@@ -203,15 +209,7 @@ async fn drain_timeout_bounds_the_wait_for_stuck_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_ends_the_drain_at_once() {
-    let up = slow_upstream(Duration::from_secs(8)).await;
-    let cfg = format!(
-        "[shutdown]\ndrain_timeout = \"60s\"\n{}",
-        one_route_config(&up.url(), "sqs", "us-east-1", "")
-    );
-    let mut signet = Signet::start(&cfg);
-    let url = format!("{}/stuck", signet.url());
-    let _in_flight = tokio::spawn(async move { get(&url).await });
-    wait_until_seen(&up, "/stuck").await;
+    let (up, mut signet) = with_a_stuck_request("60s").await;
     signet.signal(SIGTERM);
     signet.wait_for_log("draining").await;
     let sent = Instant::now();
