@@ -269,6 +269,53 @@ const SIGNING_NAMES: &[(&str, &str)] = &[
     ("git-codecommit", "codecommit"),
     ("s3express-control", "s3express"),
     ("elasticfilesystem", "elasticfilesystem"),
+    ("efs", "elasticfilesystem"),
+    ("ddb", "dynamodb"),
+    ("streams-dynamodb", "dynamodb"),
+    ("data-kinesis", "kinesis"),
+    ("control-kinesis", "kinesis"),
+    ("appconfigdata", "appconfig"),
+    ("stream-logs", "logs"),
+    ("kafka-api", "kafka"),
+    ("timestream-query", "timestream"),
+    ("timestream-ingest", "timestream"),
+    ("bedrock-agentcore-control", "bedrock-agentcore"),
+    ("bedrock-data-automation", "bedrock"),
+    ("bedrock-data-automation-runtime", "bedrock"),
+    ("oidc", "sso-oauth"),
+    ("personalize-runtime", "personalize"),
+    ("personalize-events", "personalize"),
+    ("appstream2", "appstream"),
+    ("cloudhsmv2", "cloudhsm"),
+    ("memory-db", "memorydb"),
+    ("ivsrealtime", "ivs"),
+    ("mail-manager", "ses"),
+    ("identity-chime", "chime"),
+    ("messaging-chime", "chime"),
+    ("meetings-chime", "chime"),
+    ("media-pipelines-chime", "chime"),
+    ("voice-chime", "chime"),
+    ("forecastquery", "forecast"),
+    ("servicecatalog-appregistry", "servicecatalog"),
+    ("data-signer", "signer"),
+    ("migrationhub-config", "mgh"),
+    ("contact-lens", "connect"),
+    ("query-lakeformation", "lakeformation"),
+    ("workflows-omics", "omics"),
+    ("analytics-omics", "omics"),
+    ("control-storage-omics", "omics"),
+    ("cassandra-streams", "cassandra"),
+    ("agreement-marketplace", "aws-marketplace"),
+    ("discovery-marketplace", "aws-marketplace"),
+    ("reporting-marketplace", "aws-marketplace"),
+    ("catalog-marketplace", "aws-marketplace"),
+    ("entitlement-marketplace", "aws-marketplace"),
+    ("metering-marketplace", "aws-marketplace"),
+    ("arc-region-switch-control-plane", "arc-region-switch"),
+    (
+        "arc-recovery-control-config",
+        "route53-recovery-control-config",
+    ),
 ];
 
 /// Multi-label endpoint prefixes whose signing name differs from the last label.
@@ -283,6 +330,10 @@ const MULTI_LABEL_NAMES: &[(&[&str], &str)] = &[
     (&["metering", "marketplace"], "aws-marketplace"),
     (&["sms-voice", "pinpoint"], "sms-voice"),
     (&["portal", "sso"], "awsssoportal"),
+    (&["places", "geo"], "geo-places"),
+    (&["routes", "geo"], "geo-routes"),
+    (&["maps", "geo"], "geo-maps"),
+    (&["participant", "connect"], "execute-api"),
 ];
 
 /// Global endpoints (no region in the host) and the region they sign with.
@@ -300,7 +351,9 @@ const GLOBAL_ENDPOINTS: &[(Partition, &str, Option<&str>)] = &[
     (Partition::Aws, "importexport", None),
     (Partition::Aws, "globalaccelerator", Some("us-west-2")),
     (Partition::Aws, "networkmanager", Some("us-west-2")),
+    (Partition::Aws, "savingsplans", None),
     (Partition::AwsCn, "iam", None),
+    (Partition::AwsCn, "budgets", Some("cn-northwest-1")),
     (Partition::AwsCn, "route53", Some("cn-northwest-1")),
     (Partition::AwsCn, "organizations", Some("cn-northwest-1")),
     (Partition::AwsUsGov, "iam", None),
@@ -365,6 +418,8 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
             ["es"] => Some("es".to_string()),
             ["aoss"] => Some("aoss".to_string()),
             ["neptune"] => Some("neptune-db".to_string()),
+            ["neptune-graph"] => Some("neptune-graph".to_string()),
+            ["osis"] => Some("osis".to_string()),
             ["cloudsearch"] => Some("cloudsearch".to_string()),
             _ => None,
         }
@@ -406,11 +461,13 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
         }
     }
 
-    // Global endpoints: iam.amazonaws.com, iam.us-gov.amazonaws.com, s3.amazonaws.com.
+    // Global endpoints: iam.amazonaws.com, iam.us-gov.amazonaws.com, s3.amazonaws.com,
+    // and the dual-stack iam.global.api.aws, iam.us-gov.api.aws.
     let (labels, partition) = match (domain, labels.as_slice()) {
-        (Domain::AmazonAws, [rest @ .., "us-gov"]) if !rest.is_empty() => {
+        (Domain::AmazonAws | Domain::ApiAws, [rest @ .., "us-gov"]) if !rest.is_empty() => {
             (rest, Partition::AwsUsGov)
         }
+        (_, [rest @ .., "global"]) if !rest.is_empty() => (rest, domain.partition()),
         (_, all) => (all, domain.partition()),
     };
     let last = labels
@@ -859,6 +916,108 @@ mod tests {
         (
             "globalaccelerator.amazonaws.com",
             Ok(("globalaccelerator", "us-west-2")),
+        ),
+        (
+            "savingsplans.amazonaws.com",
+            Ok(("savingsplans", "us-east-1")),
+        ),
+        (
+            "budgets.amazonaws.com.cn",
+            Ok(("budgets", "cn-northwest-1")),
+        ),
+        // Dual-stack global endpoints.
+        ("iam.global.api.aws", Ok(("iam", "us-east-1"))),
+        ("route53.global.api.aws", Ok(("route53", "us-east-1"))),
+        ("iam.us-gov.api.aws", Ok(("iam", "us-gov-west-1"))),
+        (
+            "iam.global.api.amazonwebservices.com.cn",
+            Ok(("iam", "cn-north-1")),
+        ),
+        // Hosts whose signing name differs from their endpoint prefix.
+        (
+            "111122223333.ddb.us-east-1.amazonaws.com",
+            Ok(("dynamodb", "us-east-1")),
+        ),
+        (
+            "111122223333.ddb.eu-west-1.api.aws",
+            Ok(("dynamodb", "eu-west-1")),
+        ),
+        (
+            "streams-dynamodb.us-west-2.api.aws",
+            Ok(("dynamodb", "us-west-2")),
+        ),
+        (
+            "111122223333.data-kinesis.us-east-1.amazonaws.com",
+            Ok(("kinesis", "us-east-1")),
+        ),
+        (
+            "111122223333.control-kinesis-fips.us-east-1.amazonaws.com",
+            Ok(("kinesis", "us-east-1")),
+        ),
+        (
+            "appconfigdata.eu-west-1.amazonaws.com",
+            Ok(("appconfig", "eu-west-1")),
+        ),
+        (
+            "stream-logs.us-east-1.amazonaws.com",
+            Ok(("logs", "us-east-1")),
+        ),
+        (
+            "efs.us-east-1.api.aws",
+            Ok(("elasticfilesystem", "us-east-1")),
+        ),
+        ("kafka-api.us-east-1.api.aws", Ok(("kafka", "us-east-1"))),
+        (
+            "timestream-query.us-east-1.api.aws",
+            Ok(("timestream", "us-east-1")),
+        ),
+        (
+            "oidc.us-east-1.amazonaws.com",
+            Ok(("sso-oauth", "us-east-1")),
+        ),
+        (
+            "personalize-runtime.us-east-1.amazonaws.com",
+            Ok(("personalize", "us-east-1")),
+        ),
+        (
+            "bedrock-data-automation-runtime.us-west-2.amazonaws.com",
+            Ok(("bedrock", "us-west-2")),
+        ),
+        (
+            "bedrock-agentcore-control.us-east-1.amazonaws.com",
+            Ok(("bedrock-agentcore", "us-east-1")),
+        ),
+        (
+            "places.geo.us-east-1.amazonaws.com",
+            Ok(("geo-places", "us-east-1")),
+        ),
+        (
+            "routes.geo.eu-central-1.amazonaws.com",
+            Ok(("geo-routes", "eu-central-1")),
+        ),
+        (
+            "participant.connect.us-east-1.amazonaws.com",
+            Ok(("execute-api", "us-east-1")),
+        ),
+        (
+            "appstream2.us-east-1.amazonaws.com",
+            Ok(("appstream", "us-east-1")),
+        ),
+        (
+            "memory-db.us-east-1.amazonaws.com",
+            Ok(("memorydb", "us-east-1")),
+        ),
+        (
+            "messaging-chime.us-east-1.amazonaws.com",
+            Ok(("chime", "us-east-1")),
+        ),
+        (
+            "g-abc123.us-east-1.neptune-graph.amazonaws.com",
+            Ok(("neptune-graph", "us-east-1")),
+        ),
+        (
+            "my-pipeline.us-west-2.osis.amazonaws.com",
+            Ok(("osis", "us-west-2")),
         ),
         // Refused: not AWS domains.
         ("example.com", Err("not-aws")),
