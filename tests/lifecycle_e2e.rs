@@ -372,25 +372,50 @@ async fn sighup_with_a_bad_file_keeps_the_running_configuration() {
     assert!(up.rejected().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_keeps_the_running_configuration_when_its_credentials_would_stop_resolving() {
-    let up = Upstream::start().await;
-    let signet = Signet::start(&two_route_config(&up.url(), None));
-    // The new file is valid, but its default source names a profile that
-    // does not exist: the credentials signing now would not resolve.
-    let dir = tempfile::tempdir().unwrap();
+/// A valid file whose default source names a profile that does not exist:
+/// the credentials signing now would not resolve (a reload waits 5 s for
+/// them, then refuses it).
+fn unresolvable(dir: &tempfile::TempDir, up: &Upstream) -> String {
     let profiles = dir.path().join("credentials");
     std::fs::write(
         &profiles,
         "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other-secret\n",
     )
     .unwrap();
-    let config = format!(
+    format!(
         "[credentials.default]\nkind = \"profile\"\nname = \"missing\"\ncredentials_file = \"{}\"\n\n{}",
         profiles.display(),
         two_route_config(&up.url(), Some(&up.url()))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_reload_drains_without_waiting_for_it() {
+    let up = Upstream::start().await;
+    let mut signet = Signet::start(&two_route_config(&up.url(), None));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(signet.config_path(), unresolvable(&dir, &up)).unwrap();
+    signet.signal(SIGHUP);
+    signet.wait_for_log("SIGHUP: reloading configuration").await;
+    let sent = Instant::now();
+    signet.signal(SIGTERM);
+    let exit = wait_exit(&mut signet, Duration::from_secs(10)).await;
+    assert!(exit.success(), "exit 0, got {exit}");
+    // The reload would have waited 5 s for the new credentials.
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        sent.elapsed()
     );
-    std::fs::write(signet.config_path(), config).unwrap();
+    signet.wait_for_log("reload abandoned").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_keeps_the_running_configuration_when_its_credentials_would_stop_resolving() {
+    let up = Upstream::start().await;
+    let signet = Signet::start(&two_route_config(&up.url(), None));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(signet.config_path(), unresolvable(&dir, &up)).unwrap();
     signet.signal(SIGHUP);
     signet.wait_for_log("reload rejected").await;
     let rejection = signet

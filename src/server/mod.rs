@@ -162,7 +162,15 @@ pub async fn run(settings: Settings, args: ServeArgs) -> Result<(), ServerError>
         tokio::select! {
             _ = sigterm.recv() => { info!(signal = "SIGTERM", "draining"); break; }
             _ = sigint.recv() => { info!(signal = "SIGINT", "draining"); break; }
-            _ = sighup.recv() => reload(&proxy, &args, &settings).await,
+            _ = sighup.recv() => {
+                // A reload may wait for new credentials; a stop signal meanwhile
+                // abandons it (the running configuration was never replaced).
+                tokio::select! {
+                    () = reload(&proxy, &args, &settings) => {}
+                    _ = sigterm.recv() => { info!(signal = "SIGTERM", "reload abandoned; draining"); break; }
+                    _ = sigint.recv() => { info!(signal = "SIGINT", "reload abandoned; draining"); break; }
+                }
+            }
         }
     }
 
