@@ -60,6 +60,18 @@ fn stamp(files: &[PathBuf]) -> FileStamp {
         .collect()
 }
 
+/// [`stamp`] on a blocking thread: a slow or hung file system must not stall
+/// the runtime's threads. `None` only if that thread failed.
+async fn stamp_off_thread(files: &[PathBuf]) -> Option<FileStamp> {
+    if files.is_empty() {
+        return Some(FileStamp::new());
+    }
+    let paths = files.to_vec();
+    tokio::task::spawn_blocking(move || stamp(&paths))
+        .await
+        .ok()
+}
+
 /// Runs the refresh loop for one source until the task is aborted.
 pub(crate) async fn run(cell: Arc<SnapshotCell>, resolver: Resolver, settings: RefreshSettings) {
     let files = resolver.watched_files();
@@ -67,7 +79,7 @@ pub(crate) async fn run(cell: Arc<SnapshotCell>, resolver: Resolver, settings: R
     let fetch_timeout = Duration::from_secs_f64(settings.fetch_timeout_secs);
     let mut failures: u32 = 0;
     loop {
-        let before = stamp(&files);
+        let before = stamp_off_thread(&files).await.unwrap_or_default();
         let result = match tokio::time::timeout(fetch_timeout, resolver.fetch()).await {
             Ok(result) => result,
             Err(_) => Err(format!(
@@ -191,16 +203,13 @@ async fn wait(
             }
         };
         tokio::time::sleep_until(wake).await;
-        if !files.is_empty() {
-            // Off the runtime's threads: a slow file system must not stall them.
-            let paths = files.to_vec();
-            let changed = tokio::task::spawn_blocking(move || stamp(&paths))
+        if !files.is_empty()
+            && stamp_off_thread(files)
                 .await
-                .is_ok_and(|now| now != before);
-            if changed {
-                tracing::info!(files = ?files, "credential file changed, fetching again");
-                return;
-            }
+                .is_some_and(|now| now != before)
+        {
+            tracing::info!(files = ?files, "credential file changed, fetching again");
+            return;
         }
     }
 }
