@@ -81,16 +81,13 @@ pub(super) fn validate(raw: FileSettings) -> Result<Settings, ConfigError> {
     let listen = parse_addr(&mut problems, "listen", &raw.listen);
     let admin_listen = parse_addr(&mut problems, "admin.listen", &raw.admin.listen);
     if let (Some(a), Some(b)) = (listen, admin_listen) {
-        if a == b && a.port() != 0 {
-            problems.add(
-                "admin.listen",
-                format!("'{b}' is also the proxy's listen address"),
-            );
-        } else if same_socket(a, b) {
-            problems.add(
-                "admin.listen",
-                format!("'{b}' takes the port the proxy listens on ('{a}')"),
-            );
+        if same_socket(a, b) {
+            let reason = if a == b {
+                format!("'{b}' is also the proxy's listen address")
+            } else {
+                format!("'{b}' takes the port the proxy listens on ('{a}')")
+            };
+            problems.add("admin.listen", reason);
         }
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
