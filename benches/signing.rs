@@ -6,6 +6,9 @@
 //! - `s3_get_unsigned_token`: S3 GET with `UNSIGNED-PAYLOAD` and a session
 //!   token (S3 rules: single encoding, `x-amz-content-sha256` signed).
 //! - `headers20_query10`: a request with 20 headers and 10 query parameters.
+//! - `s3_mrap_get_sigv4a`: `s3_get_unsigned_token` sent to a Multi-Region
+//!   Access Point, signed with SigV4a for the region set `*` (the ECDSA
+//!   signature dominates; `no key cache` adds the key derivation).
 //!
 //! `signet` signs with a warm signing-key cache (the proxy's steady state);
 //! `signet (no key cache)` derives the key every time, as `aws-sigv4` does.
@@ -48,6 +51,8 @@ struct Shape {
     service: &'static str,
     region: &'static str,
     session_token: Option<&'static str>,
+    /// Sign with SigV4a (then `region` is the region set).
+    sigv4a: bool,
 }
 
 fn dynamodb_post_1kib() -> Shape {
@@ -75,6 +80,7 @@ fn dynamodb_post_1kib() -> Shape {
         service: "dynamodb",
         region: "us-east-1",
         session_token: None,
+        sigv4a: false,
     }
 }
 
@@ -96,6 +102,21 @@ fn s3_get_unsigned_token() -> Shape {
         service: "s3",
         region: "us-east-1",
         session_token: Some(SESSION_TOKEN),
+        sigv4a: false,
+    }
+}
+
+fn s3_mrap_get_sigv4a() -> Shape {
+    let host = "mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com";
+    Shape {
+        host,
+        headers: vec![
+            ("host".into(), host.into()),
+            ("range".into(), "bytes=0-1048575".into()),
+        ],
+        region: "*",
+        sigv4a: true,
+        ..s3_get_unsigned_token()
     }
 }
 
@@ -122,6 +143,7 @@ fn headers20_query10() -> Shape {
         service: "execute-api",
         region: "eu-west-1",
         session_token: None,
+        sigv4a: false,
     }
 }
 
@@ -134,7 +156,10 @@ fn bench_shape(c: &mut Criterion, name: &str, shape: &Shape) {
         secret_access_key: SECRET_ACCESS_KEY.into(),
         session_token: shape.session_token.map(str::to_string),
     };
-    let settings = SigningSettings::for_service(shape.service);
+    let mut settings = SigningSettings::for_service(shape.service);
+    if shape.sigv4a {
+        settings.algorithm = sigv4::Algorithm::V4a;
+    }
     let params = SigningParams {
         credentials: &credentials,
         region: shape.region,
@@ -175,15 +200,27 @@ fn bench_shape(c: &mut Criterion, name: &str, shape: &Shape) {
         aws_settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         aws_settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     }
-    let aws_params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(shape.region)
-        .name(shape.service)
-        .time(time)
-        .settings(aws_settings)
-        .build()
-        .unwrap()
-        .into();
+    let aws_params = if shape.sigv4a {
+        aws_sigv4::sign::v4a::SigningParams::builder()
+            .identity(&identity)
+            .region_set(shape.region)
+            .name(shape.service)
+            .time(time)
+            .settings(aws_settings)
+            .build()
+            .unwrap()
+            .into()
+    } else {
+        v4::SigningParams::builder()
+            .identity(&identity)
+            .region(shape.region)
+            .name(shape.service)
+            .time(time)
+            .settings(aws_settings)
+            .build()
+            .unwrap()
+            .into()
+    };
     let uri = if shape.query.is_empty() {
         format!("https://{}{}", shape.host, shape.path)
     } else {
@@ -239,6 +276,7 @@ fn signing(c: &mut Criterion) {
     bench_shape(c, "dynamodb_post_1kib", &dynamodb_post_1kib());
     bench_shape(c, "s3_get_unsigned_token", &s3_get_unsigned_token());
     bench_shape(c, "headers20_query10", &headers20_query10());
+    bench_shape(c, "s3_mrap_get_sigv4a", &s3_mrap_get_sigv4a());
 }
 
 criterion_group!(benches, signing);

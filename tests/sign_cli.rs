@@ -9,6 +9,10 @@
 //! (query mode) the suite added after signing is removed from the expected
 //! signed request before comparing. Its canonical request, string to sign
 //! and signature are compared unchanged.
+//!
+//! `v4a/` (`--sigv4a`): the suite's signatures are randomised, so signet's is
+//! verified with the case's `public-key.json` and then stands in for the
+//! suite's in the expected signed request.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -171,7 +175,12 @@ impl SuiteCase {
 }
 
 fn v4_cases() -> Vec<SuiteCase> {
-    let root = suite_dir().join("v4");
+    suite_cases("v4")
+}
+
+/// The cases of one suite folder (`v4`, `v4a`), sorted by name.
+fn suite_cases(folder: &str) -> Vec<SuiteCase> {
+    let root = suite_dir().join(folder);
     let mut cases: Vec<SuiteCase> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -833,4 +842,87 @@ fn signs_the_smithy_rs_double_encoding_cases() {
         json["canonical_request"],
         read(case, "header-canonical-request.txt")
     );
+}
+
+/// `v4a/`: every complete case through `signet sign --sigv4a`, header and
+/// query: canonical request and string to sign as the suite's, a signature
+/// that verifies with the case's public key, and the suite's signed request
+/// with that signature.
+#[test]
+fn signs_every_v4a_suite_case_with_sigv4a() {
+    use p256::ecdsa::signature::Verifier as _;
+    let mut checked = 0;
+    for case in suite_cases("v4a") {
+        if !case.dir.join("header-string-to-sign.txt").exists() {
+            continue; // request-only cases
+        }
+        let public: serde_json::Value =
+            serde_json::from_slice(&case.file("public-key.json")).unwrap();
+        let coordinate = |name: &str| -> [u8; 32] {
+            hex::decode(public[name].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        };
+        let key = {
+            // SEC1 uncompressed: 0x04 || X || Y.
+            let mut sec1 = vec![4u8];
+            sec1.extend_from_slice(&coordinate("X"));
+            sec1.extend_from_slice(&coordinate("Y"));
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).unwrap()
+        };
+        for presign in [false, true] {
+            let prefix = if presign { "query" } else { "header" };
+            let env = suite_env(case.signed_token());
+            let env = borrow_env(&env);
+            let mut args = case.args(presign);
+            args.push("--sigv4a".into());
+            args.push("--format".into());
+            args.push("json".into());
+            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = signet_sign(&arg_refs, &case.file("request.txt"), &env);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                case.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let json = json_of(&out);
+            for (field, file) in [
+                ("canonical_request", "canonical-request.txt"),
+                ("string_to_sign", "string-to-sign.txt"),
+            ] {
+                assert_eq!(
+                    json[field].as_str().unwrap(),
+                    case.text(&format!("{prefix}-{file}")),
+                    "{} ({prefix}): {field}",
+                    case.name
+                );
+            }
+            let signature = json["signature"].as_str().unwrap();
+            let der = hex::decode(signature).unwrap();
+            let parsed = p256::ecdsa::Signature::from_der(&der).unwrap();
+            let sts = case.text(&format!("{prefix}-string-to-sign.txt"));
+            assert!(
+                key.verify(sts.as_bytes(), &parsed).is_ok(),
+                "{} ({prefix}): signature does not verify",
+                case.name
+            );
+            let expected = String::from_utf8(case.expected_signed_request(presign)).unwrap();
+            let at = expected.find("Signature=").unwrap() + "Signature=".len();
+            let theirs: String = expected[at..]
+                .chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect();
+            let expected = expected.replace(&theirs, signature);
+            assert_eq!(
+                json["signed_request"].as_str().unwrap(),
+                expected,
+                "{} ({prefix}): signed request",
+                case.name
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 76, "38 complete v4a cases, header and query");
 }

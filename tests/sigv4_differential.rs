@@ -18,7 +18,9 @@
 //! (with and without normalisation, with and without a signed
 //! `x-amz-content-sha256`);
 //! with and without session tokens; header and presigned (query) signing;
-//! hashed, precomputed and `UNSIGNED-PAYLOAD` bodies.
+//! hashed, precomputed and `UNSIGNED-PAYLOAD` bodies; SigV4 and, for about
+//! one case in twelve, SigV4a with a region set (both implementations draw
+//! ECDSA nonces by RFC 6979, so SigV4a signatures compare byte for byte too).
 //!
 //! Left out of generation on purpose, where `aws-sigv4` departs from the
 //! official AWS suite (aws-c-auth) and botocore, which signet follows:
@@ -64,6 +66,8 @@ const METHODS: &[&str] = &[
 const NON_S3_SERVICES: &[&str] = &["service", "dynamodb", "es", "lambda", "execute-api", "sqs"];
 const S3_SERVICES: &[&str] = &["s3", "s3express", "s3-object-lambda", "s3-outposts"];
 const REGIONS: &[&str] = &["us-east-1", "eu-west-3", "ap-southeast-2", "cn-north-1"];
+/// SigV4a region sets.
+const REGION_SETS: &[&str] = &["*", "us-east-1", "us-east-1,us-west-2"];
 const HOSTS: &[&str] = &[
     "example.amazonaws.com",
     "bucket.s3.us-east-1.amazonaws.com",
@@ -144,6 +148,8 @@ struct Case {
     session_token: Option<String>,
     /// `Some(seconds)` for presigned (query) signing.
     presign_expires: Option<u64>,
+    /// `Some(region set)` for SigV4a (then `region` is unused).
+    v4a: Option<&'static str>,
     time: SystemTime,
 }
 
@@ -314,6 +320,7 @@ fn random_case(rng: &mut StdRng) -> Case {
     } else {
         None
     };
+    let v4a = rng.random_bool(0.08).then(|| pick(rng, REGION_SETS));
     // 2001-09-09 .. 2033-05-18
     let time = UNIX_EPOCH + Duration::from_secs(rng.random_range(1_000_000_000..2_000_000_000));
     Case {
@@ -330,6 +337,7 @@ fn random_case(rng: &mut StdRng) -> Case {
         sign_body,
         session_token,
         presign_expires,
+        v4a,
         time,
     }
 }
@@ -371,15 +379,26 @@ fn sign_with_aws_sigv4(case: &Case) -> Signed {
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(Duration::from_secs(expires));
     }
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(case.region)
-        .name(case.service)
-        .time(case.time)
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
+    let params = match case.v4a {
+        Some(region_set) => aws_sigv4::sign::v4a::SigningParams::builder()
+            .identity(&identity)
+            .region_set(region_set)
+            .name(case.service)
+            .time(case.time)
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into(),
+        None => v4::SigningParams::builder()
+            .identity(&identity)
+            .region(case.region)
+            .name(case.service)
+            .time(case.time)
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into(),
+    };
     let body = match &case.payload {
         Payload::Hashed(bytes) => SignableBody::Bytes(bytes),
         Payload::Precomputed(hash) => SignableBody::Precomputed(hash.clone()),
@@ -450,9 +469,12 @@ fn sign_with_signet(case: &Case, signer: &sigv4::Signer) -> (Signed, String) {
             expires: Duration::from_secs(expires),
         };
     }
+    if case.v4a.is_some() {
+        settings.algorithm = sigv4::Algorithm::V4a;
+    }
     let params = sigv4::SigningParams {
         credentials: &credentials,
-        region: case.region,
+        region: case.v4a.unwrap_or(case.region),
         service: case.service,
         time: sigv4::AmzDate::from_system_time(case.time).unwrap(),
         settings: &settings,
@@ -536,11 +558,13 @@ fn signatures_match_aws_sigv4_on_random_requests() {
     let mut presigned = 0;
     let mut s3 = 0;
     let mut with_token = 0;
+    let mut v4a = 0;
     for index in 0..CASES {
         let case = random_case(&mut rng);
         presigned += usize::from(case.presign_expires.is_some());
         s3 += usize::from(case.s3);
         with_token += usize::from(case.session_token.is_some());
+        v4a += usize::from(case.v4a.is_some());
         let expected = sign_with_aws_sigv4(&case);
         let (actual, canonical_request) = sign_with_signet(&case, &signer);
         assert_eq!(
@@ -555,4 +579,5 @@ fn signatures_match_aws_sigv4_on_random_requests() {
     assert!(presigned > CASES / 4 && presigned < CASES * 3 / 4);
     assert!(s3 > CASES / 4 && s3 < CASES * 3 / 4);
     assert!(with_token > CASES / 4 && with_token < CASES * 3 / 4);
+    assert!(v4a > CASES / 20 && v4a < CASES / 8, "{v4a} SigV4a cases");
 }

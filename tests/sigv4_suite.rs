@@ -13,6 +13,10 @@
 //!   and the `get-space-normalized` request variant (see below).
 //! - `s3-doc-examples.jsonl`: every line (S3 header signing, presigned GET,
 //!   aws-chunked seed, chunk and trailer signatures).
+//! - `v4a/`: every complete case, header and query signing: canonical
+//!   request, string to sign and signed request compared; the signature
+//!   (randomised in the suite, deterministic RFC 6979 in signet) verified
+//!   with the case's `public-key.json`, as the suite README prescribes.
 //!
 //! Documented special cases:
 //! - `omit_session_token` (`post-sts-header-after`, and the legacy case of
@@ -37,7 +41,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use signet::sigv4::raw_request::RawRequest;
 use signet::sigv4::{
-    AmzDate, ChunkSigner, Credentials, PayloadHash, SessionTokenMode, SignableRequest,
+    Algorithm, AmzDate, ChunkSigner, Credentials, PayloadHash, SessionTokenMode, SignableRequest,
     SignatureLocation, Signer, SigningExplanation, SigningParams, SigningSettings,
 };
 
@@ -546,8 +550,8 @@ fn s3_documentation_examples() {
             .collect();
         assert_eq!(sizes.len(), expected_chunks.len(), "{id}: chunk count");
         let byte = ex["chunk_byte"].as_str().unwrap().as_bytes()[0];
-        let mut chunks: ChunkSigner = signer.chunk_signer(&out, &params);
-        let mut framed = signer.chunk_signer(&out, &params);
+        let mut chunks: ChunkSigner = signer.chunk_signer(&out, &params).expect("SigV4");
+        let mut framed = signer.chunk_signer(&out, &params).expect("SigV4");
         let mut wire = Vec::new();
         for (i, (&size, want)) in sizes.iter().zip(expected_chunks).enumerate() {
             let data = vec![byte; size];
@@ -656,4 +660,159 @@ fn v4_suite_through_http_types() {
         checked >= 60,
         "only {checked} v4 case/mode pairs fit http::Uri"
     );
+}
+
+/// The public key of a v4a case's `public-key.json`.
+fn v4a_public_key(dir: &Path) -> p256::ecdsa::VerifyingKey {
+    let json: Value = serde_json::from_str(&read(&dir.join("public-key.json"))).unwrap();
+    let coordinate = |name: &str| -> [u8; 32] {
+        hex::decode(json[name].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    // SEC1 uncompressed: 0x04 || X || Y.
+    let mut sec1 = vec![4u8];
+    sec1.extend_from_slice(&coordinate("X"));
+    sec1.extend_from_slice(&coordinate("Y"));
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).unwrap()
+}
+
+/// Whether `signature_hex` (hex DER) is an ECDSA-SHA256 signature of
+/// `string_to_sign` under `key`.
+fn v4a_verifies(
+    key: &p256::ecdsa::VerifyingKey,
+    string_to_sign: &str,
+    signature_hex: &str,
+) -> bool {
+    use p256::ecdsa::signature::Verifier as _;
+    let Ok(der) = hex::decode(signature_hex) else {
+        return false;
+    };
+    let Ok(signature) = p256::ecdsa::Signature::from_der(&der) else {
+        return false;
+    };
+    key.verify(string_to_sign.as_bytes(), &signature).is_ok()
+}
+
+/// The value after `Signature=` in a signed request (header or query).
+fn signature_in(text: &str) -> &str {
+    let at = text.find("Signature=").expect("a signature") + "Signature=".len();
+    let rest = &text[at..];
+    &rest[..rest
+        .find(|c: char| !c.is_ascii_hexdigit())
+        .unwrap_or(rest.len())]
+}
+
+#[test]
+fn v4a_suite_header_and_query_signing() {
+    let signer = Signer::new();
+    let dirs = case_dirs(&suite_dir().join("v4a"));
+    let (mut complete, mut request_only) = (0, 0);
+    for dir in &dirs {
+        if !dir.join("header-canonical-request.txt").exists() {
+            request_only += 1;
+            continue;
+        }
+        complete += 1;
+        let public = v4a_public_key(dir);
+        for mode in ["header", "query"] {
+            let (mut case, ctx) = load_v4_case(dir);
+            case.settings.algorithm = Algorithm::V4a;
+            if mode == "query" {
+                case.settings.location = SignatureLocation::Query {
+                    expires: Duration::from_secs(ctx["expiration_in_seconds"].as_u64().unwrap()),
+                };
+            }
+            let name = case.name.clone();
+            let file = |suffix: &str| dir.join(format!("{mode}-{suffix}"));
+            let (ex, _) = case.explain(&signer);
+            assert_eq!(
+                ex.canonical_request,
+                read(&file("canonical-request.txt")),
+                "{name} ({mode}): canonical request"
+            );
+            let suite_sts = read(&file("string-to-sign.txt"));
+            assert_eq!(
+                ex.string_to_sign, suite_sts,
+                "{name} ({mode}): string to sign"
+            );
+            // The suite's own signature verifies (the check is AWS's), ours
+            // does too, and neither verifies another text.
+            let theirs = read(&file("signature.txt"));
+            assert!(
+                v4a_verifies(&public, &suite_sts, theirs.trim()),
+                "{name} ({mode}): the suite's signature does not verify"
+            );
+            assert!(
+                v4a_verifies(&public, &ex.string_to_sign, &ex.signature),
+                "{name} ({mode}): signet's signature does not verify"
+            );
+            assert!(
+                !v4a_verifies(&public, &format!("{suite_sts}x"), &ex.signature),
+                "{name} ({mode}): verified for another string to sign"
+            );
+            // The signed request, with the suite's signature swapped for ours.
+            let expected_text = read(&file("signed-request.txt"));
+            let expected_text = expected_text.replace(signature_in(&expected_text), &ex.signature);
+            let expected = RawRequest::parse(expected_text.as_bytes()).unwrap();
+            assert_same_request(&name, mode, &case.signed_request(&ex), &expected);
+        }
+    }
+    eprintln!("v4a/: {complete} complete cases passed header and query signing, {request_only} request-only");
+    assert_eq!(
+        (complete, request_only),
+        (38, 2),
+        "the suite README lists 38 + 2 v4a cases"
+    );
+}
+
+/// The same v4a cases through `Signer::sign_http_request`, as the proxy
+/// signs: the Authorization header and `X-Amz-Region-Set` are set, and the
+/// signature verifies over the suite's string to sign.
+#[test]
+fn v4a_suite_through_http_types() {
+    let signer = Signer::new();
+    let mut checked = 0;
+    for dir in &case_dirs(&suite_dir().join("v4a")) {
+        if !dir.join("header-string-to-sign.txt").exists() {
+            continue;
+        }
+        let (mut case, _) = load_v4_case(dir);
+        case.settings.algorithm = Algorithm::V4a;
+        let Ok(uri) =
+            format!("https://example.amazonaws.com{}", case.request.target).parse::<http::Uri>()
+        else {
+            continue;
+        };
+        let mut builder = http::Request::builder()
+            .method(case.request.method.as_str())
+            .uri(uri);
+        for h in &case.request.headers {
+            builder = builder.header(h.name.as_str(), h.value.as_slice());
+        }
+        let mut req = builder.body(()).unwrap();
+        let out = signer
+            .sign_http_request(
+                &mut req,
+                PayloadHash::Bytes(&case.request.body),
+                &case.params(),
+            )
+            .unwrap();
+        let sts = read(&dir.join("header-string-to-sign.txt"));
+        assert!(
+            v4a_verifies(&v4a_public_key(dir), &sts, out.signature()),
+            "{}",
+            case.name
+        );
+        let auth = req.headers()["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-ECDSA-P256-SHA256 Credential=AKIDEXAMPLE/20150830/service/aws4_request, SignedHeaders="),
+            "{}: {auth}",
+            case.name
+        );
+        assert_eq!(req.headers()["x-amz-region-set"], "us-east-1");
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} v4a cases fit http::Uri");
 }

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::sigv4::raw_request::{RawRequest, RawRequestError};
 use crate::sigv4::{
-    AmzDate, Credentials, PayloadHash, SignableRequest, SignatureLocation, Signer, SigningError,
-    SigningExplanation, SigningParams, SigningSettings, MAX_PRESIGN_EXPIRES,
+    Algorithm, AmzDate, Credentials, PayloadHash, SignableRequest, SignatureLocation, Signer,
+    SigningError, SigningExplanation, SigningParams, SigningSettings, MAX_PRESIGN_EXPIRES,
 };
 
 /// Presigned URL lifetime when `--expires` is not given.
@@ -21,8 +21,8 @@ const DEFAULT_EXPIRES_SECS: u64 = 3600;
 
 const MANUAL: &str = "\
 Reads one raw HTTP/1.x request on stdin, signs it with AWS Signature Version 4
-and prints the signed request (or, with --format json, every intermediate
-value). Nothing is sent anywhere.
+(or SigV4a with --sigv4a) and prints the signed request (or, with --format
+json, every intermediate value). Nothing is sent anywhere.
 
 INPUT
   The request line, header lines and, after the first blank line, the body,
@@ -63,6 +63,15 @@ SERVICES
   duplicate slashes removed), twice-encoded path; --no-normalize turns the
   normalisation off.
 
+SIGV4A
+  --sigv4a signs with AWS4-ECDSA-P256-SHA256, as S3 Multi-Region Access Points
+  and EventBridge global endpoints require. --region is then the region set
+  the signature is valid in (`*`, or names separated by commas such as
+  us-east-1,us-west-2); it is sent and signed as X-Amz-Region-Set, and the
+  credential scope has no region. The ECDSA key is derived from the access key
+  pair; the signature is deterministic (RFC 6979), so the same input and time
+  give the same output. Chunk signatures are not supported with SigV4a.
+
 DEBUGGING SignatureDoesNotMatch
   1. Capture the exact request your client sent (method, target, headers,
      body) into a file, e.g. request.txt.
@@ -95,9 +104,14 @@ pub struct SignArgs {
     #[arg(long, value_name = "S")]
     pub service: String,
 
-    /// AWS region to sign for (e.g. us-east-1).
+    /// AWS region to sign for (e.g. us-east-1); with --sigv4a, the region
+    /// set (`*` or us-east-1,us-west-2).
     #[arg(long, value_name = "R")]
     pub region: String,
+
+    /// Sign with SigV4a (AWS4-ECDSA-P256-SHA256) for the region set --region.
+    #[arg(long)]
+    pub sigv4a: bool,
 
     /// Signing time, as `20150830T123600Z` or `2015-08-30T12:36:00Z` (UTC).
     /// Defaults to now.
@@ -256,13 +270,14 @@ fn payload_hash<'a>(args: &'a SignArgs, request: &'a RawRequest) -> PayloadHash<
 }
 
 /// Presign parameters a re-signed URL must not carry twice.
-const PRESIGN_PARAMS: [&str; 7] = [
+const PRESIGN_PARAMS: [&str; 8] = [
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
     "X-Amz-Expires",
     "X-Amz-SignedHeaders",
     "X-Amz-Security-Token",
+    "X-Amz-Region-Set",
     "X-Amz-Signature",
 ];
 
@@ -319,6 +334,9 @@ fn sign_to(
 
     let mut settings = SigningSettings::for_service(&args.service);
     settings.location = location;
+    if args.sigv4a {
+        settings.algorithm = Algorithm::V4a;
+    }
     if args.no_normalize {
         settings.normalize_path = false;
     }
@@ -458,6 +476,7 @@ fn display_name(lower: &str) -> &str {
     match lower {
         "x-amz-date" => "X-Amz-Date",
         "x-amz-security-token" => "X-Amz-Security-Token",
+        "x-amz-region-set" => "X-Amz-Region-Set",
         "authorization" => "Authorization",
         other => other,
     }
@@ -491,8 +510,9 @@ fn signed_head(
     added.sort_by_key(|(name, _)| match name.as_str() {
         "x-amz-security-token" => 0,
         "x-amz-date" => 1,
-        "x-amz-content-sha256" => 2,
-        _ => 3,
+        "x-amz-region-set" => 2,
+        "x-amz-content-sha256" => 3,
+        _ => 4,
     });
     for (name, value) in added {
         head.push_str(display_name(name));

@@ -131,7 +131,10 @@ impl AttemptSigner for RequestSigner {
             )
             .map_err(|e| SignFailure::Signing(e.to_string()))?;
         if let Some(chain) = &self.chain {
-            let seeded = self.signer.chunk_signer(&output, &params);
+            let seeded = self
+                .signer
+                .chunk_signer(&output, &params)
+                .map_err(|e| SignFailure::Signing(e.to_string()))?;
             if let Ok(mut slot) = chain.lock() {
                 *slot = Some(seeded);
             }

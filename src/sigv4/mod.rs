@@ -92,20 +92,22 @@ pub mod raw_request;
 mod settings;
 mod sign;
 mod time;
+mod v4a;
 
 pub use chunked::{ChunkHeader, ChunkSigner};
 pub use key::{Signature, SigningKey, SigningKeyCache};
 pub use settings::{
-    is_s3_family, PayloadHash, SessionTokenMode, SignatureLocation, SignedHeaders, SigningSettings,
-    AUTHORIZATION, EMPTY_PAYLOAD_SHA256, MAX_PRESIGN_EXPIRES, SIGNING_HEADERS,
+    is_s3_family, Algorithm, PayloadHash, SessionTokenMode, SignatureLocation, SignedHeaders,
+    SigningSettings, AUTHORIZATION, EMPTY_PAYLOAD_SHA256, MAX_PRESIGN_EXPIRES, SIGNING_HEADERS,
     STREAMING_SIGNED_PAYLOAD, STREAMING_SIGNED_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER,
-    UNSIGNED_PAYLOAD, X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN,
+    UNSIGNED_PAYLOAD, X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_REGION_SET, X_AMZ_SECURITY_TOKEN,
 };
 pub use sign::{
     explain, sign, SignableRequest, Signer, SigningExplanation, SigningOutput, SigningParams,
     ALGORITHM,
 };
 pub use time::AmzDate;
+pub use v4a::{EcdsaKey, EcdsaKeyCache};
 
 /// An AWS access key pair and optional session token, as the signer uses them.
 #[derive(Clone, PartialEq, Eq)]
@@ -175,4 +177,10 @@ pub enum SigningError {
     /// The presigned URI could not be rebuilt.
     #[error("presigned URI is not a valid URI")]
     InvalidUri,
+    /// No SigV4a key could be derived from the access key pair.
+    #[error("cannot derive a SigV4a key from these credentials")]
+    KeyDerivation,
+    /// aws-chunked chunk signatures were asked of a SigV4a signature.
+    #[error("signed aws-chunked payloads are not supported with SigV4a")]
+    ChunkedV4a,
 }

@@ -18,6 +18,30 @@ pub enum SignatureLocation {
     },
 }
 
+/// The signature algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum Algorithm {
+    /// SigV4 (`AWS4-HMAC-SHA256`): scoped to one region.
+    #[default]
+    V4,
+    /// SigV4a (`AWS4-ECDSA-P256-SHA256`): an ECDSA P-256 signature valid in a
+    /// set of regions, which [`SigningParams::region`](super::SigningParams)
+    /// names (`*`, `us-east-1`, `us-east-1,us-west-2`). It travels in
+    /// `X-Amz-Region-Set` and the credential scope has no region. Multi-Region
+    /// Access Points and EventBridge global endpoints require it.
+    V4a,
+}
+
+impl Algorithm {
+    /// The name in the Authorization header and the string to sign.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::V4 => "AWS4-HMAC-SHA256",
+            Algorithm::V4a => "AWS4-ECDSA-P256-SHA256",
+        }
+    }
+}
+
 /// How the session token of temporary credentials is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SessionTokenMode {
@@ -100,6 +124,8 @@ pub struct SigningSettings {
     pub session_token: SessionTokenMode,
     /// Which of the request's headers are signed.
     pub signed_headers: SignedHeaders,
+    /// SigV4 or SigV4a.
+    pub algorithm: Algorithm,
 }
 
 impl SigningSettings {
@@ -107,7 +133,8 @@ impl SigningSettings {
     /// signature because signing with these settings replaces it:
     /// `authorization` always; in header mode also `x-amz-date`,
     /// `x-amz-security-token` when a session token is sent (`token_sent`),
-    /// and `x-amz-content-sha256` when the payload-hash header is on.
+    /// `x-amz-content-sha256` when the payload-hash header is on, and
+    /// `x-amz-region-set` with SigV4a.
     ///
     /// ```
     /// use signet::sigv4::SigningSettings;
@@ -124,12 +151,13 @@ impl SigningSettings {
             || (self.location == SignatureLocation::Headers
                 && (is(X_AMZ_DATE)
                     || (token_sent && is(X_AMZ_SECURITY_TOKEN))
-                    || (self.content_sha256_header && is(X_AMZ_CONTENT_SHA256))))
+                    || (self.content_sha256_header && is(X_AMZ_CONTENT_SHA256))
+                    || (self.algorithm == Algorithm::V4a && is(X_AMZ_REGION_SET))))
     }
 
     /// Defaults for `service`: S3-family rules for the S3 services, the
     /// generic SigV4 rules for all others; header signing, token signed,
-    /// every header signed.
+    /// every header signed, SigV4.
     pub fn for_service(service: &str) -> Self {
         let s3 = is_s3_family(service);
         Self {
@@ -139,6 +167,7 @@ impl SigningSettings {
             location: SignatureLocation::Headers,
             session_token: SessionTokenMode::Signed,
             signed_headers: SignedHeaders::All,
+            algorithm: Algorithm::V4,
         }
     }
 }
@@ -177,15 +206,18 @@ pub const X_AMZ_DATE: &str = "x-amz-date";
 pub const X_AMZ_SECURITY_TOKEN: &str = "x-amz-security-token";
 /// `X-Amz-Content-Sha256`: the payload hash (S3, or when asked for).
 pub const X_AMZ_CONTENT_SHA256: &str = "x-amz-content-sha256";
+/// `X-Amz-Region-Set`: the regions a SigV4a signature is valid in.
+pub const X_AMZ_REGION_SET: &str = "x-amz-region-set";
 
 /// The headers signing owns: whatever a request carries under these names is
 /// left out of the signature and replaced by what the signer adds (see
 /// [`SigningSettings::replaces_header`] for when each one applies).
-pub const SIGNING_HEADERS: [&str; 4] = [
+pub const SIGNING_HEADERS: [&str; 5] = [
     AUTHORIZATION,
     X_AMZ_DATE,
     X_AMZ_SECURITY_TOKEN,
     X_AMZ_CONTENT_SHA256,
+    X_AMZ_REGION_SET,
 ];
 
 /// `UNSIGNED-PAYLOAD`.

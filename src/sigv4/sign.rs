@@ -14,14 +14,15 @@ use super::chunked::ChunkSigner;
 use super::encoding::{hex32, write_encoded, BufferedHasher, Sink, Tee};
 use super::key::{Signature, SigningKey, SigningKeyCache};
 use super::settings::{
-    PayloadHash, SessionTokenMode, SignatureLocation, SigningSettings, AUTHORIZATION,
+    Algorithm, PayloadHash, SessionTokenMode, SignatureLocation, SigningSettings, AUTHORIZATION,
     MAX_PRESIGN_EXPIRES, STREAMING_SIGNED_PAYLOAD, STREAMING_SIGNED_PAYLOAD_TRAILER,
     STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD, X_AMZ_CONTENT_SHA256, X_AMZ_DATE,
-    X_AMZ_SECURITY_TOKEN,
+    X_AMZ_REGION_SET, X_AMZ_SECURITY_TOKEN,
 };
+use super::v4a::{EcdsaKey, EcdsaKeyCache};
 use super::{AmzDate, Credentials, SigningError};
 
-/// `AWS4-HMAC-SHA256`.
+/// `AWS4-HMAC-SHA256` (SigV4; see [`Algorithm::name`] for SigV4a's).
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// A request to sign, as primitives: what HTTP types cannot express (raw
@@ -51,7 +52,8 @@ pub struct SignableRequest<'a> {
 pub struct SigningParams<'a> {
     /// Access key, secret and optional session token.
     pub credentials: &'a Credentials,
-    /// Region of the credential scope, e.g. `us-east-1`.
+    /// Region of the credential scope, e.g. `us-east-1`; with SigV4a, the
+    /// region set (`*`, `us-east-1,us-west-2`).
     pub region: &'a str,
     /// Signing name of the service, e.g. `s3`, `execute-api`.
     pub service: &'a str,
@@ -116,7 +118,9 @@ impl PayloadText {
 pub struct SigningOutput<'p> {
     location: SignatureLocation,
     time: AmzDate,
-    signature: Signature,
+    signature: SignatureText,
+    /// SigV4a in header mode: the `x-amz-region-set` value.
+    region_set: Option<&'p str>,
     signed_headers: String,
     /// Header mode: the Authorization value; query mode: the X-Amz-* params.
     text: String,
@@ -124,15 +128,32 @@ pub struct SigningOutput<'p> {
     content_sha256: Option<PayloadText>,
 }
 
+/// A signature as it is sent.
+#[derive(Clone)]
+enum SignatureText {
+    /// SigV4: 64 hex digits.
+    V4(Signature),
+    /// SigV4a: a DER-encoded ECDSA signature in hex.
+    V4a(String),
+}
+
 impl<'p> SigningOutput<'p> {
-    /// The signature (64 hex digits).
+    /// The signature: 64 hex digits (SigV4) or a hex DER ECDSA signature
+    /// (SigV4a).
     pub fn signature(&self) -> &str {
-        self.signature.as_str()
+        match &self.signature {
+            SignatureText::V4(s) => s.as_str(),
+            SignatureText::V4a(s) => s,
+        }
     }
 
-    /// The signature as a value (seed for [`ChunkSigner`]).
-    pub fn signature_value(&self) -> Signature {
-        self.signature
+    /// A SigV4 signature as a value (seed for [`ChunkSigner`]); `None` for
+    /// SigV4a.
+    pub fn signature_value(&self) -> Option<Signature> {
+        match self.signature {
+            SignatureText::V4(s) => Some(s),
+            SignatureText::V4a(_) => None,
+        }
     }
 
     /// The `;`-separated signed header names, e.g. `host;x-amz-date`.
@@ -161,7 +182,7 @@ impl<'p> SigningOutput<'p> {
     /// Query mode: the encoded parameters to append to the query, in the
     /// conventional order `X-Amz-Algorithm`, `X-Amz-Credential`,
     /// `X-Amz-Date`, `X-Amz-SignedHeaders`, `X-Amz-Expires`,
-    /// (`X-Amz-Security-Token`), `X-Amz-Signature`.
+    /// (`X-Amz-Security-Token`), (`X-Amz-Region-Set`), `X-Amz-Signature`.
     pub fn presigned_params(&self) -> Option<&str> {
         match self.location {
             SignatureLocation::Headers => None,
@@ -186,12 +207,16 @@ impl<'p> SigningOutput<'p> {
     }
 
     /// Header mode: the headers to set on the request (lower-case names),
-    /// in this order: `x-amz-date`, `x-amz-security-token` (when a token is
-    /// sent), `x-amz-content-sha256` (when enabled), `authorization`.
-    /// Query mode: nothing.
+    /// in this order: `x-amz-date`, `x-amz-region-set` (SigV4a),
+    /// `x-amz-security-token` (when a token is sent), `x-amz-content-sha256`
+    /// (when enabled), `authorization`. Query mode: nothing.
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
         let header_mode = self.location == SignatureLocation::Headers;
         let date = header_mode.then(|| (X_AMZ_DATE, self.time.as_str()));
+        let region_set = self
+            .region_set
+            .filter(|_| header_mode)
+            .map(|r| (X_AMZ_REGION_SET, r));
         let token = self
             .session_token
             .filter(|_| header_mode)
@@ -202,7 +227,11 @@ impl<'p> SigningOutput<'p> {
             .filter(|_| header_mode)
             .map(|p| (X_AMZ_CONTENT_SHA256, p.as_str()));
         let auth = header_mode.then_some((AUTHORIZATION, self.text.as_str()));
-        date.into_iter().chain(token).chain(sha).chain(auth)
+        date.into_iter()
+            .chain(region_set)
+            .chain(token)
+            .chain(sha)
+            .chain(auth)
     }
 }
 
@@ -287,6 +316,7 @@ impl fmt::Debug for SigningExplanation {
 #[derive(Debug, Default)]
 pub struct Signer {
     keys: SigningKeyCache,
+    v4a_keys: EcdsaKeyCache,
 }
 
 impl Signer {
@@ -297,10 +327,13 @@ impl Signer {
 
     /// A signer using `keys` as its cache.
     pub fn with_key_cache(keys: SigningKeyCache) -> Self {
-        Self { keys }
+        Self {
+            keys,
+            v4a_keys: EcdsaKeyCache::default(),
+        }
     }
 
-    /// The key cache.
+    /// The SigV4 key cache.
     pub fn key_cache(&self) -> &SigningKeyCache {
         &self.keys
     }
@@ -315,15 +348,22 @@ impl Signer {
         )
     }
 
-    /// Signs `request`. Builds no intermediate strings.
+    /// Signs `request`. SigV4 builds no intermediate strings.
     pub fn sign<'p>(
         &self,
         request: &SignableRequest<'_>,
         params: &SigningParams<'p>,
     ) -> Result<SigningOutput<'p>, SigningError> {
         validate_scope(params)?;
-        let key = self.signing_key(params);
-        sign_with_key(request, params, &key, None)
+        match params.settings.algorithm {
+            Algorithm::V4 => {
+                sign_with_key(request, params, Key::V4(&self.signing_key(params)), None)
+            }
+            Algorithm::V4a => {
+                let key = self.v4a_keys.get_or_derive(params.credentials)?;
+                sign_with_key(request, params, Key::V4a(&key), None)
+            }
+        }
     }
 
     /// Signs `request` and returns every intermediate value.
@@ -333,25 +373,44 @@ impl Signer {
         params: &SigningParams<'_>,
     ) -> Result<SigningExplanation, SigningError> {
         validate_scope(params)?;
-        let key = self.signing_key(params);
-        explain_with_key(request, params, &key)
+        match params.settings.algorithm {
+            Algorithm::V4 => explain_with_key(request, params, Key::V4(&self.signing_key(params))),
+            Algorithm::V4a => {
+                let key = self.v4a_keys.get_or_derive(params.credentials)?;
+                explain_with_key(request, params, Key::V4a(&key))
+            }
+        }
     }
 
     /// A [`ChunkSigner`] continuing from a request signed with a
     /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]` payload hash.
+    /// SigV4a chunk signatures are not supported: [`SigningError::ChunkedV4a`].
     pub fn chunk_signer(
         &self,
         seed: &SigningOutput<'_>,
         params: &SigningParams<'_>,
-    ) -> ChunkSigner {
-        ChunkSigner::new(
+    ) -> Result<ChunkSigner, SigningError> {
+        let seed = match (params.settings.algorithm, seed.signature_value()) {
+            (Algorithm::V4, Some(seed)) => seed,
+            _ => return Err(SigningError::ChunkedV4a),
+        };
+        Ok(ChunkSigner::new(
             self.signing_key(params),
             params.time,
             params.region,
             params.service,
-            seed.signature_value(),
-        )
+            seed,
+        ))
     }
+}
+
+/// The key one signature is made with.
+#[derive(Clone, Copy)]
+enum Key<'k> {
+    /// SigV4's derived HMAC key.
+    V4(&'k SigningKey),
+    /// SigV4a's ECDSA key.
+    V4a(&'k EcdsaKey),
 }
 
 /// Signs `request` without a key cache (derives the key every call).
@@ -360,8 +419,13 @@ pub fn sign<'p>(
     params: &SigningParams<'p>,
 ) -> Result<SigningOutput<'p>, SigningError> {
     validate_scope(params)?;
-    let key = derive_key(params);
-    sign_with_key(request, params, &key, None)
+    match params.settings.algorithm {
+        Algorithm::V4 => sign_with_key(request, params, Key::V4(&derive_key(params)), None),
+        Algorithm::V4a => {
+            let key = derive_v4a_key(params)?;
+            sign_with_key(request, params, Key::V4a(&key), None)
+        }
+    }
 }
 
 /// Like [`sign`], returning every intermediate value.
@@ -370,8 +434,17 @@ pub fn explain(
     params: &SigningParams<'_>,
 ) -> Result<SigningExplanation, SigningError> {
     validate_scope(params)?;
-    let key = derive_key(params);
-    explain_with_key(request, params, &key)
+    match params.settings.algorithm {
+        Algorithm::V4 => explain_with_key(request, params, Key::V4(&derive_key(params))),
+        Algorithm::V4a => explain_with_key(request, params, Key::V4a(&derive_v4a_key(params)?)),
+    }
+}
+
+fn derive_v4a_key(params: &SigningParams<'_>) -> Result<EcdsaKey, SigningError> {
+    EcdsaKey::derive(
+        &params.credentials.access_key_id,
+        &params.credentials.secret_access_key,
+    )
 }
 
 fn derive_key(params: &SigningParams<'_>) -> SigningKey {
@@ -403,7 +476,7 @@ struct ExplainText {
 fn explain_with_key(
     request: &SignableRequest<'_>,
     params: &SigningParams<'_>,
-    key: &SigningKey,
+    key: Key<'_>,
 ) -> Result<SigningExplanation, SigningError> {
     let mut text = ExplainText {
         canonical_request: Vec::new(),
@@ -434,11 +507,15 @@ fn push_encoded(s: &mut String, v: &str) {
     s.push_str(&String::from_utf8_lossy(&buf));
 }
 
+/// The credential scope: `date/region/service/aws4_request`, or
+/// `date/service/aws4_request` with SigV4a.
 fn push_scope(s: &mut String, params: &SigningParams<'_>, sep: &str) {
     s.push_str(params.time.date());
     s.push_str(sep);
-    s.push_str(params.region);
-    s.push_str(sep);
+    if params.settings.algorithm == Algorithm::V4 {
+        s.push_str(params.region);
+        s.push_str(sep);
+    }
     s.push_str(params.service);
     s.push_str(sep);
     s.push_str("aws4_request");
@@ -483,10 +560,12 @@ impl CanonicalParts<'_, '_> {
 fn sign_with_key<'p>(
     request: &SignableRequest<'_>,
     params: &SigningParams<'p>,
-    key: &SigningKey,
+    key: Key<'_>,
     mut explain: Option<&mut ExplainText>,
 ) -> Result<SigningOutput<'p>, SigningError> {
     let settings = params.settings;
+    let algorithm = settings.algorithm.name();
+    let region_set = (settings.algorithm == Algorithm::V4a).then_some(params.region);
     let header_mode = settings.location == SignatureLocation::Headers;
     if let SignatureLocation::Query { expires } = settings.location {
         if expires.as_secs() == 0 || expires > MAX_PRESIGN_EXPIRES || expires.subsec_nanos() != 0 {
@@ -534,6 +613,12 @@ fn sign_with_key<'p>(
             name: X_AMZ_DATE,
             value: params.time.as_str().as_bytes(),
         });
+        if let Some(set) = region_set {
+            headers.push(HeaderEntry {
+                name: X_AMZ_REGION_SET,
+                value: set.as_bytes(),
+            });
+        }
         if let (Some(t), true) = (token_sent, token_signed) {
             headers.push(HeaderEntry {
                 name: X_AMZ_SECURITY_TOKEN,
@@ -578,7 +663,7 @@ fn sign_with_key<'p>(
         param(
             &mut text,
             "X-Amz-Algorithm",
-            &|t| t.push_str(ALGORITHM),
+            &|t| t.push_str(algorithm),
             true,
         );
         param(
@@ -619,8 +704,16 @@ fn sign_with_key<'p>(
                 token_signed,
             );
         }
+        if let Some(set) = region_set {
+            param(
+                &mut text,
+                "X-Amz-Region-Set",
+                &|t| push_encoded(t, set),
+                true,
+            );
+        }
     } else {
-        text.push_str(ALGORITHM);
+        text.push_str(algorithm);
         text.push_str(" Credential=");
         text.push_str(&params.credentials.access_key_id);
         text.push('/');
@@ -652,48 +745,66 @@ fn sign_with_key<'p>(
     }
     let creq_hash = hex32(&hasher.finalize());
 
-    // String to sign, straight into the HMAC.
-    let mut mac = key.mac();
-    mac.update(ALGORITHM.as_bytes());
-    mac.update(b"\n");
-    mac.update(params.time.as_str().as_bytes());
-    mac.update(b"\n");
-    mac.update(params.time.date().as_bytes());
-    mac.update(b"/");
-    mac.update(params.region.as_bytes());
-    mac.update(b"/");
-    mac.update(params.service.as_bytes());
-    mac.update(b"/aws4_request\n");
-    mac.update(&creq_hash);
-    let signature = Signature::from_digest(&mac.finalize().into_bytes());
+    let signature = match key {
+        Key::V4(key) => {
+            // String to sign, straight into the HMAC.
+            let mut mac = key.mac();
+            mac.update(ALGORITHM.as_bytes());
+            mac.update(b"\n");
+            mac.update(params.time.as_str().as_bytes());
+            mac.update(b"\n");
+            mac.update(params.time.date().as_bytes());
+            mac.update(b"/");
+            mac.update(params.region.as_bytes());
+            mac.update(b"/");
+            mac.update(params.service.as_bytes());
+            mac.update(b"/aws4_request\n");
+            mac.update(&creq_hash);
+            SignatureText::V4(Signature::from_digest(&mac.finalize().into_bytes()))
+        }
+        Key::V4a(key) => {
+            SignatureText::V4a(key.sign(string_to_sign(params, &creq_hash).as_bytes()))
+        }
+    };
     if let Some(ex) = explain {
-        let mut sts = String::with_capacity(160);
-        sts.push_str(ALGORITHM);
-        sts.push('\n');
-        sts.push_str(params.time.as_str());
-        sts.push('\n');
-        push_scope(&mut sts, params, "/");
-        sts.push('\n');
-        sts.push_str(std::str::from_utf8(&creq_hash).unwrap_or_default());
-        ex.string_to_sign = sts;
+        ex.string_to_sign = string_to_sign(params, &creq_hash);
     }
 
+    let signature_text = match &signature {
+        SignatureText::V4(s) => s.as_str(),
+        SignatureText::V4a(s) => s.as_str(),
+    };
     if header_mode {
-        text.push_str(signature.as_str());
+        text.push_str(signature_text);
     } else {
         text.push_str("&X-Amz-Signature=");
-        text.push_str(signature.as_str());
+        text.push_str(signature_text);
     }
 
     Ok(SigningOutput {
         location: settings.location,
         time: params.time,
         signature,
+        region_set: region_set.filter(|_| header_mode),
         signed_headers,
         text,
         session_token: if header_mode { token_sent } else { None },
         content_sha256: add_sha.then_some(payload),
     })
+}
+
+/// The string to sign: algorithm, time, credential scope and the canonical
+/// request's hash, one per line.
+fn string_to_sign(params: &SigningParams<'_>, creq_hash: &[u8; 64]) -> String {
+    let mut sts = String::with_capacity(160);
+    sts.push_str(params.settings.algorithm.name());
+    sts.push('\n');
+    sts.push_str(params.time.as_str());
+    sts.push('\n');
+    push_scope(&mut sts, params, "/");
+    sts.push('\n');
+    sts.push_str(std::str::from_utf8(creq_hash).unwrap_or_default());
+    sts
 }
 
 #[cfg(test)]
@@ -879,5 +990,58 @@ mod tests {
             assert!(!text.contains("supersecrettoken"), "{text}");
             assert!(!text.contains("wJalrXUtnFEMI"), "{text}");
         }
+    }
+
+    #[test]
+    fn sigv4a_signs_the_region_set_and_replaces_a_callers() {
+        let c = creds(Some("tok"));
+        let mut s = SigningSettings::for_service("service");
+        s.algorithm = Algorithm::V4a;
+        let mut p = params(&c, &s);
+        p.region = "us-east-1,us-west-2";
+        let stale: [(&str, &[u8]); 2] = [
+            ("Host", b"example.amazonaws.com"),
+            ("X-Amz-Region-Set", b"eu-west-1"),
+        ];
+        let out = Signer::new().sign(&get(&stale), &p).unwrap();
+        let added: Vec<(&str, &str)> = out.headers().collect();
+        assert_eq!(added[0], ("x-amz-date", "20150830T123600Z"));
+        assert_eq!(added[1], ("x-amz-region-set", "us-east-1,us-west-2"));
+        assert_eq!(
+            out.signed_headers(),
+            "host;x-amz-date;x-amz-region-set;x-amz-security-token"
+        );
+        let auth = out.authorization().unwrap();
+        assert!(
+            auth.starts_with(
+                "AWS4-ECDSA-P256-SHA256 Credential=AKIDEXAMPLE/20150830/service/aws4_request, "
+            ),
+            "{auth}"
+        );
+        assert!(out.signature_value().is_none());
+        // Deterministic: the cached and uncached keys sign alike.
+        assert_eq!(out.signature(), sign(&get(&stale), &p).unwrap().signature());
+        let ex = explain(&get(&stale), &p).unwrap();
+        assert!(ex
+            .canonical_request
+            .contains("x-amz-region-set:us-east-1,us-west-2\n"));
+        assert!(ex.string_to_sign.starts_with(
+            "AWS4-ECDSA-P256-SHA256\n20150830T123600Z\n20150830/service/aws4_request\n"
+        ));
+    }
+
+    #[test]
+    fn sigv4a_refuses_chunk_signing() {
+        let c = creds(None);
+        let mut s = SigningSettings::for_service("s3");
+        s.algorithm = Algorithm::V4a;
+        let signer = Signer::new();
+        let mut r = get(&HOST);
+        r.payload = PayloadHash::StreamingSigned;
+        let out = signer.sign(&r, &params(&c, &s)).unwrap();
+        assert_eq!(
+            signer.chunk_signer(&out, &params(&c, &s)).unwrap_err(),
+            SigningError::ChunkedV4a
+        );
     }
 }
