@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::units::bytes_serde;
 use super::{defaults, ConfigError, ConfigFormat, LogFormat, PayloadMode, Problem, ServeArgs};
 use crate::credentials::SourceSettings;
+use crate::sigv4::Algorithm;
 use crate::upstream::{duration_serde, LimitSettings, RetrySettings, TimeoutSettings, TlsSettings};
 
 /// Environment keys that hold lists, split on commas.
@@ -213,6 +214,12 @@ pub(super) struct RouteFile {
     pub service: Option<String>,
     #[serde(default)]
     pub region: Option<String>,
+    /// `sigv4` or `sigv4a`; `None`: what the upstream host implies.
+    #[serde(
+        default,
+        deserialize_with = "super::signature_serde::deserialize_option"
+    )]
+    pub signature: Option<Algorithm>,
     #[serde(default)]
     pub sign_host: Option<String>,
     #[serde(default)]
@@ -253,6 +260,7 @@ impl RouteFile {
             upstream,
             service: None,
             region: None,
+            signature: None,
             sign_host: None,
             strip_prefix: None,
             payload: None,

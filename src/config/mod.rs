@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use args::ServeArgs;
 
 use crate::credentials::SourceSettings;
+use crate::sigv4::Algorithm;
 use crate::upstream::{duration_serde, RoutePolicy, TlsSettings};
 use units::bytes_serde;
 
@@ -389,8 +390,24 @@ pub struct RouteSettings {
     pub upstream: UpstreamUrl,
     /// Signing name.
     pub service: String,
-    /// Signing region.
+    /// Signing region; for [`Algorithm::V4a`] the region set: `*`, or region
+    /// names separated by commas (`us-east-1,us-west-2`).
     pub region: String,
+    /// The signature algorithm (`signature` in the file: `sigv4` or `sigv4a`):
+    /// as given, else what the upstream host implies when it is an AWS
+    /// endpoint (SigV4a for S3 Multi-Region Access Points and EventBridge
+    /// global endpoints), else SigV4.
+    #[serde(skip)]
+    pub algorithm: Algorithm,
+    /// `signature` as the effective configuration prints it: set when the
+    /// algorithm is SigV4a, or differs from what the upstream host implies, so
+    /// the printed file loads back to the same algorithm.
+    #[serde(
+        rename = "signature",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "signature_serde::serialize_option"
+    )]
+    signature_shown: Option<Algorithm>,
     /// Host signed instead of the upstream's (aws-sigv4-proxy's `--sign-host`).
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -590,6 +607,53 @@ impl Settings {
         match toml::to_string(&value) {
             Ok(text) => text,
             Err(e) => format!("# cannot print the configuration: {e}\n"),
+        }
+    }
+}
+
+/// The names of [`Algorithm`] in the file: `signature = "sigv4" | "sigv4a"`.
+pub(crate) mod signature_serde {
+    use serde::Deserialize;
+
+    use crate::sigv4::Algorithm;
+
+    /// Each algorithm and its name in the file, in the order error messages list them.
+    const NAMES: &[(&str, Algorithm)] = &[("sigv4", Algorithm::V4), ("sigv4a", Algorithm::V4a)];
+
+    /// The file's name for `algorithm`.
+    pub(crate) fn name(algorithm: Algorithm) -> &'static str {
+        match algorithm {
+            Algorithm::V4 => "sigv4",
+            Algorithm::V4a => "sigv4a",
+        }
+    }
+
+    /// Writes the file's name for the algorithm (nothing for `None`).
+    pub(crate) fn serialize_option<S: serde::Serializer>(
+        algorithm: &Option<Algorithm>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match algorithm {
+            Some(a) => serializer.serialize_str(name(*a)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads an optional name, refusing unknown ones with the list of names.
+    pub(crate) fn deserialize_option<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Algorithm>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let wanted = text.trim().to_ascii_lowercase();
+        match NAMES.iter().find(|(name, _)| *name == wanted) {
+            Some((_, algorithm)) => Ok(Some(*algorithm)),
+            None => {
+                let names: Vec<&str> = NAMES.iter().map(|(name, _)| *name).collect();
+                Err(serde::de::Error::custom(format!(
+                    "'{text}' is not one of {}",
+                    names.join(", ")
+                )))
+            }
         }
     }
 }
@@ -1006,6 +1070,186 @@ mod tests {
         assert_eq!(back.routes[0].strip_prefix, s.routes[0].strip_prefix);
         assert_eq!(back.defaults, s.defaults);
         assert_eq!(back.listen, s.listen);
+    }
+
+    const MRAP: &str = "https://mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com";
+
+    #[test]
+    fn signature_defaults_to_what_the_upstream_host_implies() {
+        let text = format!(
+            "[defaults]\nregion = \"eu-west-1\"\n\
+             [[routes]]\nname = \"mrap\"\npath_prefix = \"/mrap\"\nupstream = \"{MRAP}\"\n\
+             [[routes]]\nname = \"events\"\npath_prefix = \"/events\"\nupstream = \"https://abcde.veo.endpoint.events.amazonaws.com\"\n\
+             [[routes]]\nname = \"sqs\"\npath_prefix = \"/sqs\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\n\
+             [[routes]]\nname = \"minio\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\n"
+        );
+        let s = parse(&text).unwrap();
+        let got: Vec<(&str, &str, Algorithm)> = s
+            .routes
+            .iter()
+            .map(|r| (r.service.as_str(), r.region.as_str(), r.algorithm))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s3", "*", Algorithm::V4a),
+                ("events", "*", Algorithm::V4a),
+                ("sqs", "us-east-1", Algorithm::V4),
+                ("s3", "eu-west-1", Algorithm::V4),
+            ]
+        );
+    }
+
+    #[test]
+    fn signature_sigv4a_takes_a_region_set_that_defaults_to_every_region() {
+        let text = format!(
+            "[defaults]\nregion = \"eu-west-1\"\n\
+             [[routes]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\nsignature = \"sigv4a\"\n\
+             [[routes]]\nname = \"b\"\npath_prefix = \"/b\"\nupstream = \"{MRAP}\"\nsignature = \"SigV4a\"\nregion = \"us-east-1,us-west-2\"\n\
+             [[routes]]\nname = \"c\"\npath_prefix = \"/c\"\nupstream = \"https://tunnel.internal:8443\"\nservice = \"s3\"\nsignature = \"sigv4a\"\n\
+             [[routes]]\nname = \"d\"\npath_prefix = \"/d\"\nupstream = \"{MRAP}\"\nregion = \"us-east-1\"\n"
+        );
+        let s = parse(&text).unwrap();
+        let got: Vec<(&str, Algorithm)> = s
+            .routes
+            .iter()
+            .map(|r| (r.region.as_str(), r.algorithm))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("*", Algorithm::V4a),
+                ("us-east-1,us-west-2", Algorithm::V4a),
+                // defaults.region is one SigV4 region, not a region set.
+                ("*", Algorithm::V4a),
+                ("us-east-1", Algorithm::V4a),
+            ]
+        );
+        assert_eq!(s.routes[0].service, "sqs");
+    }
+
+    #[test]
+    fn signature_sigv4_keeps_one_region() {
+        let text = format!(
+            "[[routes]]\nname = \"m\"\nupstream = \"{MRAP}\"\nsignature = \"sigv4\"\nregion = \"us-east-1\"\n"
+        );
+        let s = parse(&text).unwrap();
+        assert_eq!(
+            (s.routes[0].region.as_str(), s.routes[0].algorithm),
+            ("us-east-1", Algorithm::V4)
+        );
+        assert_eq!(
+            error_text(&format!(
+                "[[routes]]\nname = \"m\"\nupstream = \"{MRAP}\"\nsignature = \"sigv4\"\n"
+            )),
+            "routes[0].region: missing, and the upstream host mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com implies the sigv4a region set '*', not a region for sigv4; set it (route \"m\")"
+        );
+        for set in ["*", "us-east-1,us-west-2"] {
+            assert_eq!(
+                error_text(&format!(
+                    "[[routes]]\nname = \"q\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\nregion = \"{set}\"\n"
+                )),
+                format!("routes[0].region: '{set}' is not a region name (a region set needs signature = \"sigv4a\") (route \"q\")")
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_region_sets_naming_the_key_and_route() {
+        for (set, why) in [
+            (
+                "",
+                "give '*' (every region) or region names separated by commas",
+            ),
+            ("us-east-1, us-west-2", "it has spaces"),
+            (" *", "it has spaces"),
+            ("us-east-1,", "it has an empty element"),
+            ("*,us-east-1", "'*' (every region) must stand alone"),
+            (
+                "us-east-1,us-est-1",
+                "'us-est-1' is not a region name or '*'",
+            ),
+            ("us-east-1,us-east-1", "it names us-east-1 twice"),
+        ] {
+            let text = routes(2)
+                + &format!(
+                    "[[routes]]\nname = \"mrap\"\nupstream = \"{MRAP}\"\nregion = \"{set}\"\n"
+                );
+            let e = error_text(&text);
+            assert!(
+                e.starts_with(&format!("routes[2].region: '{set}' is not a region set: ")),
+                "{set:?}: {e}"
+            );
+            assert!(e.contains(why), "{set:?}: {e}");
+            assert!(e.ends_with("(route \"mrap\")"), "{set:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn rejects_an_unknown_signature_listing_the_allowed_values() {
+        let text =
+            format!("[[routes]]\nname = \"m\"\nupstream = \"{MRAP}\"\nsignature = \"sigv4-a\"\n");
+        assert_eq!(
+            error_text(&text),
+            "routes[0].signature: 'sigv4-a' is not one of sigv4, sigv4a"
+        );
+    }
+
+    #[test]
+    fn a_flag_route_to_a_sigv4a_upstream_names_the_region_flag() {
+        let args = ServeArgs {
+            upstream: Some(MRAP.into()),
+            region: Some("us-east-1, us-west-2".into()),
+            ..ServeArgs::default()
+        };
+        let e = Settings::load_from(&args, std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--region: 'us-east-1, us-west-2' is not a region set: it has spaces"),
+            "{e}"
+        );
+        let args = ServeArgs {
+            region: Some("us-east-1,us-west-2".into()),
+            ..args
+        };
+        let s = Settings::load_from(&args, std::iter::empty()).unwrap();
+        assert_eq!(
+            (s.routes[0].region.as_str(), s.routes[0].algorithm),
+            ("us-east-1,us-west-2", Algorithm::V4a)
+        );
+    }
+
+    #[test]
+    fn refuses_a_custom_region_set_header() {
+        assert!(
+            error_text("[defaults.custom_headers]\nx-amz-region-set = \"*\"\n")
+                .starts_with("defaults.custom_headers.x-amz-region-set: is set by signet itself")
+        );
+    }
+
+    #[test]
+    fn prints_the_signature_when_sigv4a_and_loads_it_back() {
+        let text = format!(
+            "[[routes]]\nname = \"mrap\"\npath_prefix = \"/mrap\"\nupstream = \"{MRAP}\"\n\
+             [[routes]]\nname = \"mrap-v4\"\npath_prefix = \"/mrap-v4\"\nupstream = \"{MRAP}\"\nsignature = \"sigv4\"\nregion = \"us-east-1\"\n\
+             [[routes]]\nname = \"sqs\"\npath_prefix = \"/sqs\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\nsignature = \"sigv4\"\n"
+        );
+        let s = parse(&text).unwrap();
+        let printed = s.redacted_toml();
+        assert_eq!(
+            printed.matches("signature = \"sigv4a\"").count(),
+            1,
+            "{printed}"
+        );
+        // sigv4 is printed only where the upstream host would imply sigv4a.
+        assert_eq!(
+            printed.matches("signature = \"sigv4\"").count(),
+            1,
+            "{printed}"
+        );
+        let back = parse(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+        assert_eq!(back.routes, s.routes);
     }
 
     #[test]

@@ -14,8 +14,11 @@ use super::{
 };
 use crate::credentials::settings::validate_role_arn;
 use crate::credentials::SourceSettings;
-use crate::routing::endpoint::{is_aws_domain, is_region_name, parse_host, EndpointError};
+use crate::routing::endpoint::{
+    check_region_set, is_aws_domain, is_region_name, parse_host, EndpointError, ALL_REGIONS,
+};
 use crate::routing::segment_prefix;
+use crate::sigv4::Algorithm;
 use crate::upstream::RoutePolicy;
 
 /// Largest accepted body cap: signed payloads are held in memory.
@@ -37,6 +40,7 @@ const RESERVED_CUSTOM: &[&str] = &[
     crate::sigv4::X_AMZ_DATE,
     crate::sigv4::X_AMZ_SECURITY_TOKEN,
     crate::sigv4::X_AMZ_CONTENT_SHA256,
+    crate::sigv4::X_AMZ_REGION_SET,
     "content-length",
     "transfer-encoding",
     "connection",
@@ -498,20 +502,55 @@ fn validate_route(
             None => None,
         },
     };
-    let region = match route.region.as_deref().map(str::trim) {
-        Some(r) if is_region_name(r) => Some(r.to_string()),
-        Some(r) => {
-            ctx.add("region", format!("'{r}' is not a region name"));
-            None
-        }
-        None => match &derived {
-            Some(Ok(ep)) => Some(ep.region.clone()),
-            Some(Err(_)) if defaults.region.is_some() => defaults.region.clone(),
-            Some(Err(e)) => {
-                ctx.add("region", format!("missing, and {}", derive_failure(e)));
+    // Signature algorithm: explicit, else what an AWS upstream host implies.
+    let implied = match &derived {
+        Some(Ok(ep)) => ep.algorithm,
+        _ => Algorithm::V4,
+    };
+    let algorithm = route.signature.unwrap_or(implied);
+    let region = match algorithm {
+        // For SigV4a, `region` is the region set, every region by default.
+        Algorithm::V4a => match route.region.as_deref() {
+            Some(set) => match check_region_set(set) {
+                Ok(()) => Some(set.to_string()),
+                Err(reason) => {
+                    ctx.add("region", reason);
+                    None
+                }
+            },
+            None => Some(ALL_REGIONS.to_string()),
+        },
+        Algorithm::V4 => match route.region.as_deref().map(str::trim) {
+            Some(r) if is_region_name(r) => Some(r.to_string()),
+            Some(r) => {
+                let hint = if r == ALL_REGIONS || r.contains(',') {
+                    " (a region set needs signature = \"sigv4a\")"
+                } else {
+                    ""
+                };
+                ctx.add("region", format!("'{r}' is not a region name{hint}"));
                 None
             }
-            None => None,
+            None => match &derived {
+                Some(Ok(ep)) if ep.algorithm == Algorithm::V4a => {
+                    ctx.add(
+                        "region",
+                        format!(
+                            "missing, and the upstream host {} implies the sigv4a region set '{}', not a region for sigv4; set it",
+                            upstream.as_ref().map(UpstreamUrl::host).unwrap_or_default(),
+                            ep.region
+                        ),
+                    );
+                    None
+                }
+                Some(Ok(ep)) => Some(ep.region.clone()),
+                Some(Err(_)) if defaults.region.is_some() => defaults.region.clone(),
+                Some(Err(e)) => {
+                    ctx.add("region", format!("missing, and {}", derive_failure(e)));
+                    None
+                }
+                None => None,
+            },
         },
     };
 
@@ -638,6 +677,8 @@ fn validate_route(
         upstream: upstream?,
         service: service?,
         region: region?,
+        algorithm,
+        signature_shown: (algorithm == Algorithm::V4a || algorithm != implied).then_some(algorithm),
         sign_host,
         strip_prefix,
         payload: route.payload.unwrap_or(defaults.payload),

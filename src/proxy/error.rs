@@ -29,6 +29,9 @@ pub enum ProxyError {
     /// The client's aws-chunked body is malformed.
     #[error("malformed aws-chunked body: {0}")]
     AwsChunked(String),
+    /// The client's aws-chunked framing is one signet cannot re-sign.
+    #[error("unsupported aws-chunked upload: {0}")]
+    AwsChunkedUnsupported(&'static str),
     /// The request cannot be turned into an upstream request.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -46,9 +49,10 @@ impl ProxyError {
         match self {
             ProxyError::Route(e) => e.status(),
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::ClientBody(_) | ProxyError::AwsChunked(_) | ProxyError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::ClientBody(_)
+            | ProxyError::AwsChunked(_)
+            | ProxyError::AwsChunkedUnsupported(_)
+            | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoCredentialsSource(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Forward(e) => e.status(),
         }
@@ -70,7 +74,7 @@ impl ProxyError {
             ProxyError::Route(RouteError::UnknownHost { .. }) => "unknown_host",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::ClientBody(_) => "client_body",
-            ProxyError::AwsChunked(_) => "aws_chunked",
+            ProxyError::AwsChunked(_) | ProxyError::AwsChunkedUnsupported(_) => "aws_chunked",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::NoCredentialsSource(_) => "credentials_unavailable",
             ProxyError::Forward(e) => e.kind(),

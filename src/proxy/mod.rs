@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{PayloadMode, Settings};
 use crate::credentials::{CredentialsError, CredentialsHandle, CredentialsSet, SourceSettings};
 use crate::routing::{RouteTable, Target};
-use crate::sigv4::{is_s3_family, Signer};
+use crate::sigv4::{is_s3_family, Algorithm, Signer};
 use crate::telemetry::logging::{access_log, upstream_request_id, AccessRecord, ClientAddr};
 use crate::telemetry::metrics::{CredentialGauge, Metrics, RouteMetrics};
 use crate::upstream::{OutboundBody, OutboundRequest, Upstream};
@@ -341,6 +341,16 @@ impl Proxy {
         let body = ClientBody::new(body, policy.upstream.timeouts.idle);
 
         let chunked = AwsChunked::detect(&parts.headers);
+        let ecdsa_chunks = AwsChunked::ecdsa_signed(&parts.headers);
+        if ecdsa_chunks
+            || (matches!(chunked, Some(AwsChunked::Signed { .. }))
+                && target.algorithm == Algorithm::V4a)
+        {
+            return Err(ProxyError::AwsChunkedUnsupported(
+                "signet re-signs chunk signatures with SigV4 only; send the body plain or \
+                 as STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            ));
+        }
         strip_request_headers(&mut parts.headers, &target.host, chunked.is_some());
         if !policy.strip_headers.is_empty() {
             let names: Vec<http::HeaderName> = parts
@@ -469,6 +479,15 @@ impl AwsChunked {
             _ => None,
         }
         .filter(|_| encoded || headers.contains_key("x-amz-decoded-content-length"))
+    }
+
+    /// Whether the client framed the body with SigV4a (ECDSA) chunk
+    /// signatures, which signet cannot re-sign.
+    fn ecdsa_signed(headers: &http::HeaderMap) -> bool {
+        headers
+            .get(CONTENT_SHA256)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|mode| mode.starts_with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"))
     }
 }
 

@@ -26,11 +26,13 @@ const HOP_BY_HOP: &[HeaderName] = &[
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Client headers that signing owns ([`sigv4::SIGNING_HEADERS`] but the
-/// payload hash): whatever the client sent is replaced.
-pub(crate) const SIGNING_OWNED: [HeaderName; 3] = [
+/// payload hash): whatever the client sent is replaced (`x-amz-region-set`
+/// is SigV4a's; on a SigV4 route it would only be dead weight).
+pub(crate) const SIGNING_OWNED: [HeaderName; 4] = [
     HeaderName::from_static(sigv4::AUTHORIZATION),
     HeaderName::from_static(sigv4::X_AMZ_DATE),
     HeaderName::from_static(sigv4::X_AMZ_SECURITY_TOKEN),
+    HeaderName::from_static(sigv4::X_AMZ_REGION_SET),
 ];
 
 /// The payload-hash header, owned by signing except in aws-chunked modes,

@@ -79,6 +79,7 @@ impl RequestSigner {
         attempts: Arc<AtomicU32>,
     ) -> Self {
         let mut settings = SigningSettings::for_service(&target.service);
+        settings.algorithm = target.algorithm;
         settings.content_sha256_header |= payload.needs_header();
         let exclude = &target.policy.sign_headers_exclude;
         let excluded: Vec<String> = headers

@@ -13,8 +13,21 @@
 //! assert_eq!(ep.service, "bedrock");
 //! assert!(is_region_name("eu-central-2") && !is_region_name("us-est-1"));
 //! ```
+//!
+//! A few hosts take only SigV4a, whose signature is valid in a set of regions
+//! rather than one ([`Algorithm::V4a`]); for them the endpoint's `region` is
+//! that region set:
+//!
+//! ```
+//! use signet::routing::endpoint::parse_host;
+//! use signet::sigv4::Algorithm;
+//! let ep = parse_host("mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com").unwrap();
+//! assert_eq!((ep.service.as_str(), ep.region.as_str(), ep.algorithm), ("s3", "*", Algorithm::V4a));
+//! ```
 
 use std::fmt;
+
+use crate::sigv4::Algorithm;
 
 /// An AWS partition: a group of regions with its own domain and home region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,6 +144,55 @@ pub fn is_region_name(name: &str) -> bool {
     split_region(name).is_some()
 }
 
+/// The SigV4a region set that covers every region.
+pub const ALL_REGIONS: &str = "*";
+
+/// Checks a SigV4a region set: [`ALL_REGIONS`] (`*`) alone, or region names
+/// (see [`is_region_name`]) separated by commas, with no spaces and none twice.
+/// The error says what is wrong, quoting the set.
+///
+/// ```
+/// use signet::routing::endpoint::check_region_set;
+/// assert!(check_region_set("*").is_ok());
+/// assert!(check_region_set("us-east-1,us-west-2").is_ok());
+/// assert!(check_region_set("us-east-1, us-west-2").is_err());
+/// assert!(check_region_set("*,us-east-1").is_err());
+/// ```
+pub fn check_region_set(set: &str) -> Result<(), String> {
+    let refuse = |why: String| Err(format!("'{set}' is not a region set: {why}"));
+    if set.is_empty() {
+        return refuse(
+            "give '*' (every region) or region names separated by commas, such as us-east-1,us-west-2"
+                .into(),
+        );
+    }
+    if set.chars().any(char::is_whitespace) {
+        return refuse(
+            "it has spaces; separate region names with commas only, such as us-east-1,us-west-2"
+                .into(),
+        );
+    }
+    let elements: Vec<&str> = set.split(',').collect();
+    for (i, element) in elements.iter().enumerate() {
+        if element.is_empty() {
+            return refuse("it has an empty element (a comma too many)".into());
+        }
+        if *element == ALL_REGIONS {
+            if elements.len() > 1 {
+                return refuse("'*' (every region) must stand alone".into());
+            }
+            continue;
+        }
+        if !is_region_name(element) {
+            return refuse(format!("'{element}' is not a region name or '*'"));
+        }
+        if elements[..i].contains(element) {
+            return refuse(format!("it names {element} twice"));
+        }
+    }
+    Ok(())
+}
+
 /// The AWS endpoint domains signet will sign for without a configured route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Domain {
@@ -224,10 +286,15 @@ pub fn is_aws_domain(host: &str) -> bool {
 pub struct AwsEndpoint {
     /// The signing name (`sqs`, `s3`, `es`, `ses` for `email.*`, ...).
     pub service: String,
-    /// The signing region (the partition's home region for global endpoints).
+    /// The signing region (the partition's home region for global endpoints);
+    /// for [`Algorithm::V4a`] the region set, [`ALL_REGIONS`] (`*`).
     pub region: String,
     /// The partition the endpoint belongs to.
     pub partition: Partition,
+    /// The signature algorithm the endpoint takes: [`Algorithm::V4a`] for S3
+    /// Multi-Region Access Points and EventBridge global endpoints,
+    /// [`Algorithm::V4`] for every other host.
+    pub algorithm: Algorithm,
 }
 
 /// Why a host gives no AWS endpoint.
@@ -386,6 +453,13 @@ const QUALIFIERS: &[&str] = &["dualstack", "fips"];
 /// and global endpoints (IAM, STS, Route 53, CloudFront, Organizations, Shield,
 /// WAF classic), which sign with their partition's home region.
 ///
+/// All of these sign with SigV4 ([`Algorithm::V4`]). Two shapes, only under
+/// amazonaws.com, take SigV4a ([`Algorithm::V4a`]) and sign for the region set
+/// `*` ([`ALL_REGIONS`], in [`AwsEndpoint::region`]): S3 Multi-Region Access
+/// Points (`<alias>.mrap.accesspoint.s3-global.amazonaws.com`, service `s3`)
+/// and EventBridge global endpoints (`<endpoint-id>.endpoint.events.amazonaws.com`,
+/// service `events`).
+///
 /// Hosts of customer resources under AWS domains (EC2 instances, load
 /// balancers, RDS, ElastiCache) give [`EndpointError::Unrecognized`]: they
 /// are not AWS APIs and must not receive signed requests.
@@ -400,6 +474,11 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
     let labels: Vec<&str> = prefix.split('.').collect();
     if labels.iter().any(|l| l.is_empty()) {
         return Err(unrecognized("empty label"));
+    }
+
+    // Before the region search: an endpoint id may hold a region-shaped label.
+    if let Some(ep) = sigv4a_endpoint(domain, &labels) {
+        return Ok(ep);
     }
 
     if let Some(at) = labels.iter().rposition(|l| is_region_name(l)) {
@@ -428,6 +507,7 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
             service,
             region: region.to_string(),
             partition,
+            algorithm: Algorithm::V4,
         });
     }
 
@@ -455,6 +535,7 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
                         service: "s3".into(),
                         region: region.into(),
                         partition,
+                        algorithm: Algorithm::V4,
                     });
                 }
             }
@@ -483,6 +564,7 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
                 service: last.to_string(),
                 region: region.unwrap_or(partition.home_region()).to_string(),
                 partition,
+                algorithm: Algorithm::V4,
             });
         }
     }
@@ -491,11 +573,49 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
             service: "s3".into(),
             region: "us-east-1".into(),
             partition,
+            algorithm: Algorithm::V4,
         });
     }
     Err(unrecognized(
         "no region in the host and not a known global endpoint",
     ))
+}
+
+/// The hosts that take only SigV4a, all in the `aws` partition under
+/// amazonaws.com: S3 Multi-Region Access Points
+/// (`<alias>.mrap.accesspoint.s3-global`, the alias one label) and EventBridge
+/// global endpoints (`<endpoint-id>.endpoint.events`, the id one or more
+/// labels, such as `abcde.veo`). Both sign for every region (`*`).
+fn sigv4a_endpoint(domain: Domain, labels: &[&str]) -> Option<AwsEndpoint> {
+    if domain != Domain::AmazonAws {
+        return None;
+    }
+    let service = match labels {
+        [alias, "mrap", "accesspoint", "s3-global"] if is_host_label(alias) => "s3",
+        [id @ .., "endpoint", "events"]
+            if !id.is_empty() && id.iter().all(|l| is_host_label(l)) =>
+        {
+            "events"
+        }
+        _ => return None,
+    };
+    Some(AwsEndpoint {
+        service: service.into(),
+        region: ALL_REGIONS.into(),
+        partition: Partition::Aws,
+        algorithm: Algorithm::V4a,
+    })
+}
+
+/// Whether `label` is one DNS label: 1 to 63 letters, digits and hyphens, not
+/// starting or ending with a hyphen.
+fn is_host_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 /// The signing name implied by the labels before the region
@@ -540,6 +660,7 @@ mod tests {
     use super::*;
 
     /// The expected outcome: Ok((service, region)) or Err("not-aws" / "unrecognized").
+    /// A region of `*` (a region set) means the host takes SigV4a; any other, SigV4.
     type Expected = Result<(&'static str, &'static str), &'static str>;
 
     const HOSTS: &[(&str, Expected)] = &[
@@ -1019,6 +1140,28 @@ mod tests {
             "my-pipeline.us-west-2.osis.amazonaws.com",
             Ok(("osis", "us-west-2")),
         ),
+        // Hosts that take only SigV4a sign for the region set `*`.
+        (
+            "mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com",
+            Ok(("s3", "*")),
+        ),
+        (
+            "MFZWI23GNJVGW.MRAP.ACCESSPOINT.S3-GLOBAL.AMAZONAWS.COM:443",
+            Ok(("s3", "*")),
+        ),
+        (
+            "us-east-1.mrap.accesspoint.s3-global.amazonaws.com",
+            Ok(("s3", "*")),
+        ),
+        (
+            "abcde.veo.endpoint.events.amazonaws.com",
+            Ok(("events", "*")),
+        ),
+        ("abcde.endpoint.events.amazonaws.com", Ok(("events", "*"))),
+        (
+            "us-west-2.endpoint.events.amazonaws.com.",
+            Ok(("events", "*")),
+        ),
         // Refused: not AWS domains.
         ("example.com", Err("not-aws")),
         ("127.0.0.1:9000", Err("not-aws")),
@@ -1052,6 +1195,50 @@ mod tests {
         ("us-east-1.amazonaws.com", Err("unrecognized")),
         ("sqs..us-east-1.amazonaws.com", Err("unrecognized")),
         ("unknownglobal.amazonaws.com", Err("unrecognized")),
+        // Refused: near misses of the SigV4a shapes.
+        (
+            "x.mrap.accesspoint.s3-global.amazonaws.com.cn",
+            Err("unrecognized"),
+        ),
+        (
+            "mrap.accesspoint.s3-global.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        (
+            "a.b.mrap.accesspoint.s3-global.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        (
+            "-x.mrap.accesspoint.s3-global.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        (
+            "mfzwi23gnjvgw.accesspoint.s3-global.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        ("x.mrap.accesspoint.s3-global.api.aws", Err("unrecognized")),
+        (
+            "x.mrap.accesspoint.s3-global.us-gov.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        (
+            "x.mrap.accesspoint.s3-global.amazonaws.com.evil.example",
+            Err("not-aws"),
+        ),
+        ("endpoint.events.amazonaws.com", Err("unrecognized")),
+        (
+            "abcde.veo.endpoint.events.amazonaws.com.cn",
+            Err("unrecognized"),
+        ),
+        (
+            "abcde.veo.endpoint.events.us-gov.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        (
+            "abcde.veo.endpoints.event.amazonaws.com",
+            Err("unrecognized"),
+        ),
+        ("abcde.veo.endpoint.events.c2s.ic.gov", Err("unrecognized")),
     ];
 
     #[test]
@@ -1060,11 +1247,18 @@ mod tests {
         let mut failures = Vec::new();
         for (host, want) in HOSTS {
             let got = match parse_host(host) {
-                Ok(ep) => Ok((ep.service, ep.region)),
+                Ok(ep) => Ok((ep.service, ep.region, ep.algorithm)),
                 Err(EndpointError::NotAws(_)) => Err("not-aws"),
                 Err(EndpointError::Unrecognized { .. }) => Err("unrecognized"),
             };
-            let want = want.map(|(s, r)| (s.to_string(), r.to_string()));
+            let want = want.map(|(s, r)| {
+                let algorithm = if r == ALL_REGIONS {
+                    Algorithm::V4a
+                } else {
+                    Algorithm::V4
+                };
+                (s.to_string(), r.to_string(), algorithm)
+            });
             if got != want {
                 failures.push(format!("{host}: got {got:?}, want {want:?}"));
             }
@@ -1083,6 +1277,8 @@ mod tests {
             ("sqs.us-isob-east-1.sc2s.sgov.gov", Partition::AwsIsoB),
             ("sqs.eu-isoe-west-1.cloud.adc-e.uk", Partition::AwsIsoE),
             ("sqs.us-isof-south-1.csp.hci.ic.gov", Partition::AwsIsoF),
+            ("x.mrap.accesspoint.s3-global.amazonaws.com", Partition::Aws),
+            ("abcde.veo.endpoint.events.amazonaws.com", Partition::Aws),
         ] {
             assert_eq!(parse_host(host).unwrap().partition, partition, "{host}");
         }
@@ -1122,6 +1318,73 @@ mod tests {
             "us--east-1",
         ] {
             assert!(!is_region_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn multi_region_access_points_and_eventbridge_global_endpoints_take_sigv4a() {
+        for (host, service) in [
+            (
+                "mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com",
+                "s3",
+            ),
+            ("abcde.veo.endpoint.events.amazonaws.com", "events"),
+        ] {
+            assert_eq!(
+                parse_host(host),
+                Ok(AwsEndpoint {
+                    service: service.into(),
+                    region: "*".into(),
+                    partition: Partition::Aws,
+                    algorithm: Algorithm::V4a,
+                }),
+                "{host}"
+            );
+        }
+        // Every other shape keeps SigV4, the S3 access point forms included.
+        for host in [
+            "ap-111122223333.s3-accesspoint.us-west-2.amazonaws.com",
+            "events.us-east-1.amazonaws.com",
+            "bucket.s3.amazonaws.com",
+            "iam.amazonaws.com",
+        ] {
+            assert_eq!(parse_host(host).unwrap().algorithm, Algorithm::V4, "{host}");
+        }
+    }
+
+    #[test]
+    fn checks_region_sets() {
+        for good in [
+            "*",
+            "us-east-1",
+            "us-east-1,us-west-2",
+            "eu-central-2,ap-southeast-9,us-gov-west-1",
+        ] {
+            assert_eq!(check_region_set(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("", "give '*'"),
+            ("us-east-1, us-west-2", "it has spaces"),
+            (" *", "it has spaces"),
+            ("us-east-1\tus-west-2", "it has spaces"),
+            ("us-east-1,", "empty element"),
+            (",us-east-1", "empty element"),
+            ("us-east-1,,us-west-2", "empty element"),
+            ("*,us-east-1", "'*' (every region) must stand alone"),
+            ("us-east-1,*", "'*' (every region) must stand alone"),
+            ("*,*", "'*' (every region) must stand alone"),
+            ("us-est-1", "'us-est-1' is not a region name or '*'"),
+            ("us-east-1,US-WEST-2", "'US-WEST-2' is not a region name"),
+            ("us-*", "'us-*' is not a region name"),
+            ("us-east-1;us-west-2", "is not a region name"),
+            ("us-east-1,us-west-2,us-east-1", "it names us-east-1 twice"),
+        ] {
+            let e = check_region_set(bad).unwrap_err();
+            assert!(
+                e.starts_with(&format!("'{bad}' is not a region set: ")),
+                "{bad:?}: {e}"
+            );
+            assert!(e.contains(why), "{bad:?}: {e}");
         }
     }
 

@@ -12,7 +12,8 @@
 //! How the proxy uses a [`Target`]:
 //! - forward to `{target.scheme}://{target.authority}{target.path}` plus the
 //!   request's query as the client sent it, with `Host: {target.authority}`;
-//! - sign for `target.service` / `target.region` (the `host` header signed is
+//! - sign with `target.algorithm` for `target.service` / `target.region` (for
+//!   SigV4a the region set; the `host` header signed is
 //!   `target.sign_host` when set), leaving out headers that
 //!   `target.policy.sign_headers_exclude` matches, after removing those
 //!   `target.policy.strip_headers` matches and adding `target.policy.custom_headers`;
@@ -44,6 +45,10 @@
 //! let t = table.resolve(Some("sqs.eu-west-1.amazonaws.com"), "/").unwrap();
 //! assert_eq!((&*t.route, &*t.service, &*t.region), ("aws:sqs", "sqs", "eu-west-1"));
 //!
+//! // S3 Multi-Region Access Points take SigV4a, for every region.
+//! let t = table.resolve(Some("mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com"), "/k").unwrap();
+//! assert_eq!((&*t.service, &*t.region, t.algorithm), ("s3", "*", signet::sigv4::Algorithm::V4a));
+//!
 //! assert!(table.resolve(Some("attacker.example"), "/").is_err());
 //! ```
 
@@ -55,6 +60,7 @@ use std::sync::Arc;
 use http::uri::Authority;
 
 use crate::config::{CustomHeaders, HeaderPatterns, PayloadMode, RouteSettings, Settings};
+use crate::sigv4::Algorithm;
 use endpoint::EndpointError;
 
 /// Everything about a route that is the same for all its requests; shared by `Arc`.
@@ -102,8 +108,12 @@ pub struct Target {
     pub path: String,
     /// Signing name.
     pub service: Arc<str>,
-    /// Signing region.
+    /// Signing region; for [`Algorithm::V4a`] the region set: `*`, or region
+    /// names separated by commas (`us-east-1,us-west-2`).
     pub region: Arc<str>,
+    /// The signature algorithm: SigV4, or SigV4a (whose `region` holds the
+    /// region set), as the route's `signature` or the host's shape says.
+    pub algorithm: Algorithm,
     /// The route's shared policy.
     pub policy: Arc<TargetPolicy>,
 }
@@ -154,6 +164,7 @@ struct CompiledRoute {
     host_header: http::HeaderValue,
     service: Arc<str>,
     region: Arc<str>,
+    algorithm: Algorithm,
     policy: Arc<TargetPolicy>,
 }
 
@@ -165,7 +176,8 @@ pub struct RouteTable {
     host_policy: Option<Arc<TargetPolicy>>,
     /// Signing name host-routed requests use instead of the Host's.
     host_service: Option<Arc<str>>,
-    /// Signing region host-routed requests use instead of the Host's.
+    /// Signing region host-routed requests use instead of the Host's (SigV4
+    /// hosts only: SigV4a hosts keep their region set).
     host_region: Option<Arc<str>>,
     /// The `aws:<service>` names host-routed requests have been given.
     host_names: names::HostRouteNames,
@@ -289,9 +301,11 @@ impl RouteTable {
                     Some(s) => s.clone(),
                     None => ep.service.into(),
                 };
-                let region: Arc<str> = match &self.host_region {
-                    Some(r) => r.clone(),
-                    None => ep.region.into(),
+                // `defaults.region` names one region for SigV4; a host that
+                // takes SigV4a keeps the region set its shape implies.
+                let region: Arc<str> = match (&self.host_region, ep.algorithm) {
+                    (Some(r), Algorithm::V4) => r.clone(),
+                    _ => ep.region.into(),
                 };
                 Ok(Target {
                     route: self.host_names.name(&service),
@@ -308,6 +322,7 @@ impl RouteTable {
                     },
                     service,
                     region,
+                    algorithm: ep.algorithm,
                     policy: policy.clone(),
                 })
             }
@@ -347,6 +362,7 @@ impl CompiledRoute {
             path: forward,
             service: self.service.clone(),
             region: self.region.clone(),
+            algorithm: self.algorithm,
             policy: self.policy.clone(),
         }
     }
@@ -387,6 +403,7 @@ fn compile(route: &RouteSettings) -> CompiledRoute {
         ),
         service: route.service.as_str().into(),
         region: route.region.as_str().into(),
+        algorithm: route.algorithm,
         policy: Arc::new(TargetPolicy {
             payload: route.payload,
             body_cap: route.body_cap,
@@ -642,6 +659,110 @@ mod tests {
             .resolve(Some("my-lb.us-east-1.elb.amazonaws.com"), "/")
             .is_err());
         assert!(t.resolve(Some("example.com"), "/").is_err());
+    }
+
+    #[test]
+    fn config_routes_give_their_signature_algorithm_to_the_target() {
+        let t = table(
+            r#"
+            [[routes]]
+            name = "mrap"
+            path_prefix = "/mrap"
+            strip_prefix = true
+            upstream = "https://mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com"
+
+            [[routes]]
+            name = "events-two-regions"
+            path_prefix = "/events"
+            upstream = "https://abcde.veo.endpoint.events.amazonaws.com"
+            region = "us-east-1,us-west-2"
+
+            [[routes]]
+            name = "tunnel"
+            path_prefix = "/tunnel"
+            upstream = "http://127.0.0.1:9000"
+            service = "s3"
+            signature = "sigv4a"
+
+            [[routes]]
+            name = "sqs"
+            path_prefix = "/sqs"
+            upstream = "https://sqs.us-east-1.amazonaws.com"
+            "#,
+        );
+        let got = |path: &str| {
+            let t = t.resolve(Some("localhost"), path).unwrap();
+            (
+                t.route.to_string(),
+                t.service.to_string(),
+                t.region.to_string(),
+                t.algorithm,
+            )
+        };
+        let row = |route: &str, service: &str, region: &str, algorithm| {
+            (route.into(), service.into(), region.into(), algorithm)
+        };
+        assert_eq!(got("/mrap/k"), row("mrap", "s3", "*", Algorithm::V4a));
+        assert_eq!(
+            got("/events"),
+            row(
+                "events-two-regions",
+                "events",
+                "us-east-1,us-west-2",
+                Algorithm::V4a
+            )
+        );
+        assert_eq!(got("/tunnel/b/k"), row("tunnel", "s3", "*", Algorithm::V4a));
+        assert_eq!(got("/sqs"), row("sqs", "sqs", "us-east-1", Algorithm::V4));
+    }
+
+    #[test]
+    fn host_routing_signs_sigv4a_hosts_for_every_region() {
+        let t = table(ROUTES);
+        for (host, service) in [
+            (
+                "mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com",
+                "s3",
+            ),
+            ("abcde.veo.endpoint.events.amazonaws.com:443", "events"),
+        ] {
+            let target = t.resolve(Some(host), "/").unwrap();
+            assert!(target.host_routed, "{host}");
+            assert_eq!(
+                (&*target.service, &*target.region, target.algorithm),
+                (service, "*", Algorithm::V4a),
+                "{host}"
+            );
+            assert_eq!(target.route.as_ref(), format!("aws:{service}"));
+        }
+        let target = t.resolve(Some("sqs.us-east-1.amazonaws.com"), "/").unwrap();
+        assert_eq!(target.algorithm, Algorithm::V4);
+        // Near misses stay refused.
+        for host in [
+            "x.mrap.accesspoint.s3-global.amazonaws.com.cn",
+            "mrap.accesspoint.s3-global.amazonaws.com",
+        ] {
+            let e = t.resolve(Some(host), "/").unwrap_err();
+            assert!(matches!(e, RouteError::NoRoute { .. }), "{host}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn default_region_does_not_replace_the_region_set_of_a_sigv4a_host() {
+        let t = table("[defaults]\nservice = \"s3\"\nregion = \"eu-west-3\"\n");
+        let target = t
+            .resolve(Some("abcde.veo.endpoint.events.amazonaws.com"), "/")
+            .unwrap();
+        // The service override applies as for any host; the region does not.
+        assert_eq!(
+            (&*target.service, &*target.region, target.algorithm),
+            ("s3", "*", Algorithm::V4a)
+        );
+        let target = t.resolve(Some("sqs.us-east-1.amazonaws.com"), "/").unwrap();
+        assert_eq!(
+            (&*target.region, target.algorithm),
+            ("eu-west-3", Algorithm::V4)
+        );
     }
 
     #[test]

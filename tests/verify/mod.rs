@@ -1,7 +1,9 @@
-//! Independent SigV4 verification for the test upstreams: reads a request's
-//! `Authorization` header, checks its scope, time, session token and which
-//! headers it signs, and recomputes the signature with the `aws-sigv4` crate
-//! (never signet's signer) over exactly the headers it names as signed.
+//! Independent SigV4 and SigV4a verification for the test upstreams: reads a
+//! request's `Authorization` header, checks its scope, time, session token and
+//! which headers it signs, and recomputes the signature with the `aws-sigv4`
+//! crate (never signet's signer) over exactly the headers it names as signed.
+//! SigV4a signatures are deterministic on both sides (RFC 6979 nonces), so they
+//! are compared the same way.
 //!
 //! Included by `tests/common` and `tests/standins` with `#[path]`.
 
@@ -21,8 +23,10 @@ pub struct Verified {
     pub akid: String,
     /// The scope's service.
     pub service: String,
-    /// The scope's region.
+    /// The scope's region; with SigV4a, the `X-Amz-Region-Set` value.
     pub region: String,
+    /// Whether the signature was SigV4a (`AWS4-ECDSA-P256-SHA256`).
+    pub v4a: bool,
     /// The headers named as signed, in order.
     pub signed_headers: Vec<String>,
 }
@@ -85,9 +89,18 @@ pub fn verify(
         .ok_or("missing Authorization header")?
         .to_str()
         .map_err(|_| "non-ASCII Authorization")?;
-    let rest = auth
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .ok_or("Authorization is not AWS4-HMAC-SHA256")?;
+    let (v4a, rest) = match (
+        auth.strip_prefix("AWS4-HMAC-SHA256 "),
+        auth.strip_prefix("AWS4-ECDSA-P256-SHA256 "),
+    ) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => {
+            return Err(
+                "Authorization is neither AWS4-HMAC-SHA256 nor AWS4-ECDSA-P256-SHA256".into(),
+            )
+        }
+    };
     let mut credential = None;
     let mut signed = None;
     let mut signature = None;
@@ -106,11 +119,22 @@ pub fn verify(
         signed.ok_or("no SignedHeaders")?,
         signature.ok_or("no Signature")?,
     );
+    // SigV4: key/date/region/service/aws4_request; SigV4a has no region.
     let scope: Vec<&str> = credential.split('/').collect();
-    if scope.len() != 5 || scope[4] != "aws4_request" {
+    if scope.len() != if v4a { 4 } else { 5 } || scope.last() != Some(&"aws4_request") {
         return Err(format!("bad credential scope {credential}").into());
     }
-    let (akid, region, service) = (scope[0], scope[2], scope[3]);
+    let (akid, service) = (scope[0], scope[scope.len() - 2]);
+    let region = if v4a {
+        parts
+            .headers
+            .get("x-amz-region-set")
+            .ok_or("SigV4a without X-Amz-Region-Set")?
+            .to_str()
+            .map_err(|_| "bad X-Amz-Region-Set")?
+    } else {
+        scope[2]
+    };
     let (secret, token) = key_of(akid).ok_or_else(|| Refusal::UnknownKey(akid.to_string()))?;
     let amz_date = parts
         .headers
@@ -137,7 +161,12 @@ pub fn verify(
         return Err(Refusal::WrongToken);
     }
     let signed_headers: Vec<String> = signed.split(';').map(str::to_string).collect();
-    for required in ["host", "x-amz-date"] {
+    let required: &[&str] = if v4a {
+        &["host", "x-amz-date", "x-amz-region-set"]
+    } else {
+        &["host", "x-amz-date"]
+    };
+    for required in required {
         if !signed_headers.iter().any(|h| h == required) {
             return Err(format!("{required} is not signed").into());
         }
@@ -211,15 +240,27 @@ pub fn verify(
     };
     let identity =
         aws_credential_types::Credentials::new(akid, secret, token, None, "verifier").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
+    let params = if v4a {
+        aws_sigv4::sign::v4a::SigningParams::builder()
+            .identity(&identity)
+            .region_set(region)
+            .name(service)
+            .time(time)
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into()
+    } else {
+        aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(service)
+            .time(time)
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into()
+    };
     let signable = SignableRequest::new(
         parts.method.as_str(),
         uri,
@@ -237,6 +278,7 @@ pub fn verify(
         akid: akid.to_string(),
         service: service.to_string(),
         region: region.to_string(),
+        v4a,
         signed_headers,
     })
 }
