@@ -201,7 +201,12 @@ impl<B> Resigned<B> {
                         break;
                     };
                     let block = pending.split_to(end + 2);
+                    // Re-signed trailer lines must keep their length, as the
+                    // chunk headers do: names without spaces around them and
+                    // one 64-digit signature line exactly when there are
+                    // trailers.
                     let mut trailers: Vec<(&str, &[u8])> = Vec::new();
+                    let mut signatures = 0;
                     for line in block[..].split(|&b| b == b'\n') {
                         let line = line.strip_suffix(b"\r").unwrap_or(line);
                         if line.is_empty() {
@@ -212,12 +217,27 @@ impl<B> Resigned<B> {
                             .position(|&b| b == b':')
                             .ok_or(ChunkedError::Malformed("trailer without ':'"))?;
                         let name = std::str::from_utf8(&line[..colon])
-                            .map_err(|_| ChunkedError::Malformed("non-ASCII trailer name"))?
-                            .trim();
+                            .map_err(|_| ChunkedError::Malformed("non-ASCII trailer name"))?;
+                        if name.is_empty() || name.trim() != name {
+                            return Err(ChunkedError::Malformed(
+                                "trailer name empty or with spaces",
+                            ));
+                        }
                         if name.eq_ignore_ascii_case("x-amz-trailer-signature") {
+                            if line.len() - colon - 1 != 64 {
+                                return Err(ChunkedError::Malformed(
+                                    "trailer signature is not 64 hex digits",
+                                ));
+                            }
+                            signatures += 1;
                             continue;
                         }
                         trailers.push((name, &line[colon + 1..]));
+                    }
+                    if signatures != usize::from(!trailers.is_empty()) {
+                        return Err(ChunkedError::Malformed(
+                            "trailers need exactly one x-amz-trailer-signature",
+                        ));
                     }
                     let mut tail = Vec::with_capacity(256);
                     signer
@@ -462,6 +482,38 @@ mod tests {
                 "{header}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn refuses_trailer_sections_whose_length_would_change() {
+        let sig = "0".repeat(64);
+        let head = format!("5;chunk-signature={sig}\r\nhello\r\n0;chunk-signature={sig}\r\n");
+        for trailer in [
+            format!("x-amz-checksum-crc32 :sOO8/Q==\r\nx-amz-trailer-signature:{sig}\r\n"),
+            format!(" x-amz-checksum-crc32:sOO8/Q==\r\nx-amz-trailer-signature:{sig}\r\n"),
+            format!(":sOO8/Q==\r\nx-amz-trailer-signature:{sig}\r\n"),
+            "x-amz-checksum-crc32:sOO8/Q==\r\n".to_string(),
+            format!("x-amz-checksum-crc32:sOO8/Q==\r\nx-amz-trailer-signature:{sig}0\r\n"),
+            format!(
+                "x-amz-checksum-crc32:sOO8/Q==\r\nx-amz-trailer-signature:{sig}\r\n\
+                 x-amz-trailer-signature:{sig}\r\n"
+            ),
+            format!("x-amz-trailer-signature:{sig}\r\n"),
+        ] {
+            let input = format!("{head}{trailer}\r\n");
+            assert!(
+                matches!(
+                    resign(input.into_bytes(), 5).await,
+                    Err(ChunkedError::Malformed(_))
+                ),
+                "{trailer:?}"
+            );
+        }
+        // Upper-case names are lower-cased: the length stays.
+        let input =
+            format!("{head}X-Amz-Checksum-CRC32:sOO8/Q==\r\nx-amz-trailer-signature:{sig}\r\n\r\n");
+        let out = resign(input.clone().into_bytes(), 5).await.unwrap();
+        assert_eq!(out.len(), input.len());
     }
 
     #[tokio::test]
