@@ -704,6 +704,35 @@ fn rejects_bad_time() {
 }
 
 #[test]
+fn rejects_bad_sigv4a_region_sets_and_chunk_signatures() {
+    for (bad, why) in [
+        ("us-east-1,,us-west-2", "empty element"),
+        ("us-east-1;us-west-2", "is not a region name"),
+        ("*,us-east-1", "must stand alone"),
+    ] {
+        let args = ["--service", "s3", "--region", bad, "--sigv4a"];
+        assert_rejected(
+            &reject(&args, VANILLA),
+            &format!("--region with --sigv4a: '{bad}' is not a region set: "),
+        );
+        assert_rejected(&reject(&args, VANILLA), why);
+    }
+    let args = [
+        "--service",
+        "s3",
+        "--region",
+        "*",
+        "--sigv4a",
+        "--payload-hash",
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    ];
+    assert_rejected(
+        &reject(&args, VANILLA),
+        "signed aws-chunked payloads are not supported with SigV4a",
+    );
+}
+
+#[test]
 fn rejects_missing_credentials() {
     for env in [
         vec![],

@@ -33,7 +33,7 @@ INPUT
 
   Every header in the input is signed, plus those signing adds (X-Amz-Date,
   X-Amz-Security-Token with temporary credentials, x-amz-content-sha256 for
-  S3 or with --sign-body). An already signed request can be fed back in: its
+  S3 or with --sign-body, X-Amz-Region-Set with --sigv4a). An already signed request can be fed back in: its
   Authorization header (and, in header mode, the X-Amz-Date and other
   headers signing sets) or, with --presign, its X-Amz-* query parameters are
   replaced.
@@ -184,6 +184,8 @@ enum SignError {
     Signing(#[from] SigningError),
     #[error("cannot write the output: {0}")]
     Stdout(std::io::Error),
+    #[error("--region with --sigv4a: {0}")]
+    RegionSet(String),
 }
 
 /// Runs `signet sign`: reads one raw request on stdin, writes the signed request or JSON on stdout. Returns exit code 0, or 2 with a one-line reason on stderr.
@@ -320,6 +322,9 @@ fn sign_to(
     // Flags first: a bad flag is reported before anything is read.
     let time = signing_time(args)?;
     let location = signature_location(args)?;
+    if args.sigv4a {
+        crate::routing::endpoint::check_region_set(&args.region).map_err(SignError::RegionSet)?;
+    }
     if args.unsigned_payload && args.payload_hash.is_some() {
         return Err(SignError::PayloadConflict);
     }

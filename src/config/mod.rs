@@ -1129,6 +1129,38 @@ mod tests {
     }
 
     #[test]
+    fn derives_service_region_and_signature_from_an_aws_sign_host() {
+        // An MRAP reached through an S3 interface endpoint, and an OpenSearch
+        // domain through a tunnel: what is signed is `sign_host`.
+        let text = format!(
+            "[[routes]]\nname = \"mrap\"\npath_prefix = \"/mrap\"\n\
+             upstream = \"https://bucket.vpce-0a1b2c3d-e4f5g6h7.s3.us-east-1.vpce.amazonaws.com\"\n\
+             sign_host = \"{}\"\n\
+             [[routes]]\nname = \"search\"\npath_prefix = \"/search\"\n\
+             upstream = \"https://127.0.0.1:8443\"\n\
+             sign_host = \"search-d.us-west-2.es.amazonaws.com\"\n\
+             [[routes]]\nname = \"local\"\nupstream = \"https://sqs.eu-west-1.amazonaws.com\"\n\
+             sign_host = \"queue.internal\"\n",
+            MRAP.trim_start_matches("https://")
+        );
+        let s = parse(&text).unwrap();
+        let got: Vec<(&str, &str, Algorithm)> = s
+            .routes
+            .iter()
+            .map(|r| (r.service.as_str(), r.region.as_str(), r.algorithm))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s3", "*", Algorithm::V4a),
+                ("es", "us-west-2", Algorithm::V4),
+                // A sign_host that is not an AWS endpoint: the upstream's.
+                ("sqs", "eu-west-1", Algorithm::V4),
+            ]
+        );
+    }
+
+    #[test]
     fn signature_sigv4_keeps_one_region() {
         let text = format!(
             "[[routes]]\nname = \"m\"\nupstream = \"{MRAP}\"\nsignature = \"sigv4\"\nregion = \"us-east-1\"\n"
@@ -1142,7 +1174,7 @@ mod tests {
             error_text(&format!(
                 "[[routes]]\nname = \"m\"\nupstream = \"{MRAP}\"\nsignature = \"sigv4\"\n"
             )),
-            "routes[0].region: missing, and the upstream host mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com implies the sigv4a region set '*', not a region for sigv4; set it (route \"m\")"
+            "routes[0].region: missing, and the signed host mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com implies the sigv4a region set '*', not a region for sigv4; set it (route \"m\")"
         );
         for set in ["*", "us-east-1,us-west-2"] {
             assert_eq!(

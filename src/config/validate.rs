@@ -481,8 +481,19 @@ fn validate_route(
         },
     };
 
-    // Service and region: explicit, else derived from an AWS upstream host.
-    let derived = upstream.as_ref().map(|u| parse_host(u.host()));
+    // Service, region and algorithm: explicit, else derived from the host
+    // that is signed: `sign_host` when it is an AWS endpoint (an upstream
+    // reached through an interface endpoint or a tunnel), else the upstream's.
+    let (derived, derived_from) = match sign_host.as_ref().map(|a| parse_host(a.host())) {
+        Some(Ok(ep)) => (
+            Some(Ok(ep)),
+            sign_host.as_ref().map(|a| a.host().to_string()),
+        ),
+        _ => (
+            upstream.as_ref().map(|u| parse_host(u.host())),
+            upstream.as_ref().map(|u| u.host().to_string()),
+        ),
+    };
     let service = match route.service.as_deref().map(str::trim) {
         Some(s) if is_signing_name(s) => Some(s.to_string()),
         Some(s) => {
@@ -502,7 +513,7 @@ fn validate_route(
             None => None,
         },
     };
-    // Signature algorithm: explicit, else what an AWS upstream host implies.
+    // Signature algorithm: explicit, else what that host implies.
     let implied = match &derived {
         Some(Ok(ep)) => ep.algorithm,
         _ => Algorithm::V4,
@@ -536,8 +547,8 @@ fn validate_route(
                     ctx.add(
                         "region",
                         format!(
-                            "missing, and the upstream host {} implies the sigv4a region set '{}', not a region for sigv4; set it",
-                            upstream.as_ref().map(UpstreamUrl::host).unwrap_or_default(),
+                            "missing, and the signed host {} implies the sigv4a region set '{}', not a region for sigv4; set it",
+                            derived_from.as_deref().unwrap_or_default(),
                             ep.region
                         ),
                     );

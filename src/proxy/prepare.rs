@@ -95,8 +95,9 @@ fn names_a_header(token: &str) -> bool {
 
 /// Prepares the headers of a request bound upstream: drops hop-by-hop headers
 /// and everything signing owns (the client's `Authorization`, `X-Amz-Date`,
-/// `X-Amz-Security-Token`, and `X-Amz-Content-Sha256` unless `keep_content_sha256`
-/// is set for aws-chunked bodies), and sets `Host` to the upstream's.
+/// `X-Amz-Security-Token`, `X-Amz-Region-Set`, and `X-Amz-Content-Sha256`
+/// unless `keep_content_sha256` is set for aws-chunked bodies), and sets
+/// `Host` to the upstream's.
 pub fn strip_request_headers(
     headers: &mut HeaderMap,
     host: &http::HeaderValue,

@@ -24,9 +24,10 @@ fn host_for(uri: &Uri) -> Option<String> {
 impl Signer {
     /// Signs an HTTP request in place.
     ///
-    /// Header mode: sets `x-amz-date`, `x-amz-security-token` (when a token
-    /// is sent), `x-amz-content-sha256` (when enabled) and `authorization`
-    /// (the last two marked sensitive). Query mode: appends the presign
+    /// Header mode: sets `x-amz-date`, `x-amz-region-set` (SigV4a),
+    /// `x-amz-security-token` (when a token is sent), `x-amz-content-sha256`
+    /// (when enabled) and `authorization` (the token and `authorization`
+    /// marked sensitive). Query mode: appends the presign
     /// parameters to `uri`. If `headers` has no `host`, one is added from
     /// the URI's authority (default port omitted).
     pub fn sign_http<'p>(

@@ -59,7 +59,8 @@ pub enum SessionTokenMode {
 /// Which of the request's own headers are signed.
 ///
 /// `host` and the headers signing adds (`x-amz-date`,
-/// `x-amz-security-token`, `x-amz-content-sha256`) are always signed;
+/// `x-amz-security-token`, `x-amz-content-sha256`, SigV4a's
+/// `x-amz-region-set`) are always signed;
 /// `authorization` never is. Names compare case-insensitively.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum SignedHeaders {

@@ -575,6 +575,16 @@ fn sign_with_key<'p>(
     if request.method.is_empty() || !request.method.bytes().all(super::canonical::is_tchar) {
         return Err(SigningError::InvalidMethod);
     }
+    // SigV4a chunk signatures (STREAMING-AWS4-ECDSA-...) are not supported:
+    // an HMAC streaming declaration under an ECDSA signature would be refused.
+    if settings.algorithm == Algorithm::V4a
+        && matches!(
+            request.payload,
+            PayloadHash::StreamingSigned | PayloadHash::StreamingSignedTrailer
+        )
+    {
+        return Err(SigningError::ChunkedV4a);
+    }
 
     let payload = PayloadText::from_payload(&request.payload)?;
     let token = params.credentials.session_token.as_deref();
@@ -1037,7 +1047,18 @@ mod tests {
         s.algorithm = Algorithm::V4a;
         let signer = Signer::new();
         let mut r = get(&HOST);
-        r.payload = PayloadHash::StreamingSigned;
+        for payload in [
+            PayloadHash::StreamingSigned,
+            PayloadHash::StreamingSignedTrailer,
+        ] {
+            r.payload = payload;
+            assert_eq!(
+                signer.sign(&r, &params(&c, &s)).unwrap_err(),
+                SigningError::ChunkedV4a
+            );
+        }
+        // Unsigned-trailer chunks need no chunk signatures: fine.
+        r.payload = PayloadHash::StreamingUnsignedTrailer;
         let out = signer.sign(&r, &params(&c, &s)).unwrap();
         assert_eq!(
             signer.chunk_signer(&out, &params(&c, &s)).unwrap_err(),
