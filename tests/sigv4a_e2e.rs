@@ -187,3 +187,30 @@ region = "eu-west-1"
         "a client's region set is not forwarded on a SigV4 route"
     );
 }
+
+#[tokio::test]
+async fn a_route_whose_sign_host_is_a_multi_region_access_point_signs_sigv4a() {
+    // The shape of an MRAP reached through a tunnel or interface endpoint:
+    // signet connects to the upstream and signs the MRAP host, deriving
+    // service, region set and algorithm from it.
+    let up = Upstream::start().await;
+    let mrap = "mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com";
+    let config = format!(
+        r#"
+[[routes]]
+name = "mrap"
+path_prefix = "/"
+upstream = "{}"
+sign_host = "{mrap}"
+"#,
+        up.url()
+    );
+    let signet = Signet::start(&config);
+    let (status, _, _) = get(&format!("{}/photos/cat.jpg", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_no_rejections(&up);
+    let seen = up.seen().pop().expect("forwarded");
+    assert!(is_v4a(&seen));
+    assert_eq!(seen.headers.get("host").unwrap(), mrap);
+    assert_eq!((seen.service.as_str(), seen.region.as_str()), ("s3", "*"));
+}
