@@ -340,17 +340,8 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let body = ClientBody::new(body, policy.upstream.timeouts.idle);
 
-        let chunked = AwsChunked::detect(&parts.headers);
-        let ecdsa_chunks = AwsChunked::ecdsa_signed(&parts.headers);
-        if ecdsa_chunks
-            || (matches!(chunked, Some(AwsChunked::Signed { .. }))
-                && target.algorithm == Algorithm::V4a)
-        {
-            return Err(ProxyError::AwsChunkedUnsupported(
-                "signet re-signs chunk signatures with SigV4 only; send the body plain or \
-                 as STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-            ));
-        }
+        let chunked = AwsChunked::detect(&parts.headers, target.algorithm)
+            .map_err(ProxyError::AwsChunkedUnsupported)?;
         strip_request_headers(&mut parts.headers, &target.host, chunked.is_some());
         if !policy.strip_headers.is_empty() {
             let names: Vec<http::HeaderName> = parts
@@ -462,32 +453,41 @@ enum AwsChunked {
 }
 
 impl AwsChunked {
-    fn detect(headers: &http::HeaderMap) -> Option<AwsChunked> {
+    /// The framing the client declared for a request signed with
+    /// `algorithm`, or why signet cannot forward it: chunk signatures are
+    /// re-signed with SigV4 only, so ECDSA-signed chunks are refused
+    /// everywhere and HMAC-signed ones on SigV4a targets.
+    fn detect(
+        headers: &http::HeaderMap,
+        algorithm: Algorithm,
+    ) -> Result<Option<AwsChunked>, &'static str> {
+        const UNSUPPORTED: &str = "signet re-signs chunk signatures with SigV4 only; send the \
+                                   body plain or as STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+        let Some(mode) = headers.get(CONTENT_SHA256).and_then(|v| v.to_str().ok()) else {
+            return Ok(None);
+        };
+        let framing = match mode {
+            crate::sigv4::STREAMING_UNSIGNED_PAYLOAD_TRAILER => AwsChunked::UnsignedTrailer,
+            crate::sigv4::STREAMING_SIGNED_PAYLOAD => AwsChunked::Signed { trailer: false },
+            crate::sigv4::STREAMING_SIGNED_PAYLOAD_TRAILER => AwsChunked::Signed { trailer: true },
+            m if m.starts_with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD") => {
+                return Err(UNSUPPORTED)
+            }
+            _ => return Ok(None),
+        };
         let encoded = headers
             .get_all(CONTENT_ENCODING)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|v| v.trim().eq_ignore_ascii_case("aws-chunked"));
-        let mode = headers.get(CONTENT_SHA256).and_then(|v| v.to_str().ok())?;
-        match mode {
-            crate::sigv4::STREAMING_UNSIGNED_PAYLOAD_TRAILER => Some(AwsChunked::UnsignedTrailer),
-            crate::sigv4::STREAMING_SIGNED_PAYLOAD => Some(AwsChunked::Signed { trailer: false }),
-            crate::sigv4::STREAMING_SIGNED_PAYLOAD_TRAILER => {
-                Some(AwsChunked::Signed { trailer: true })
-            }
-            _ => None,
+        if !encoded && !headers.contains_key("x-amz-decoded-content-length") {
+            return Ok(None);
         }
-        .filter(|_| encoded || headers.contains_key("x-amz-decoded-content-length"))
-    }
-
-    /// Whether the client framed the body with SigV4a (ECDSA) chunk
-    /// signatures, which signet cannot re-sign.
-    fn ecdsa_signed(headers: &http::HeaderMap) -> bool {
-        headers
-            .get(CONTENT_SHA256)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|mode| mode.starts_with("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"))
+        if matches!(framing, AwsChunked::Signed { .. }) && algorithm == Algorithm::V4a {
+            return Err(UNSUPPORTED);
+        }
+        Ok(Some(framing))
     }
 }
 
@@ -598,6 +598,73 @@ impl Exchange {
 mod tests {
     use super::*;
     use crate::config::ConfigFormat;
+
+    #[test]
+    fn detects_aws_chunked_framing_and_what_cannot_be_resigned() {
+        use Algorithm::{V4a, V4};
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut h = http::HeaderMap::new();
+            for (n, v) in pairs {
+                h.append(
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            h
+        };
+        let encoded = |mode: &str| {
+            headers(&[
+                ("content-encoding", "gzip, aws-chunked"),
+                ("x-amz-content-sha256", mode),
+            ])
+        };
+        let signed = Ok(Some(AwsChunked::Signed { trailer: true }));
+        for (h, algorithm, want) in [
+            (headers(&[]), V4, Ok(None)),
+            (encoded("UNSIGNED-PAYLOAD"), V4, Ok(None)),
+            (
+                encoded("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+                V4a,
+                Ok(Some(AwsChunked::UnsignedTrailer)),
+            ),
+            (
+                encoded("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"),
+                V4,
+                signed,
+            ),
+            (
+                headers(&[
+                    ("x-amz-decoded-content-length", "5"),
+                    ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+                ]),
+                V4,
+                Ok(Some(AwsChunked::Signed { trailer: false })),
+            ),
+            // A streaming declaration without aws-chunked framing is not one.
+            (
+                headers(&[("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD")]),
+                V4a,
+                Ok(None),
+            ),
+        ] {
+            assert_eq!(
+                AwsChunked::detect(&h, algorithm),
+                want,
+                "{h:?} {algorithm:?}"
+            );
+        }
+        for (mode, algorithm) in [
+            ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", V4a),
+            ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", V4a),
+            ("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD", V4),
+            ("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER", V4a),
+        ] {
+            assert!(
+                AwsChunked::detect(&encoded(mode), algorithm).is_err(),
+                "{mode}"
+            );
+        }
+    }
 
     fn settings(routes: &str) -> Settings {
         let text = format!(
