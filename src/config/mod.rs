@@ -1072,6 +1072,14 @@ mod tests {
         assert_eq!(back.listen, s.listen);
     }
 
+    /// Each route's (service, region, algorithm).
+    fn signing_of(s: &Settings) -> Vec<(&str, &str, Algorithm)> {
+        s.routes
+            .iter()
+            .map(|r| (r.service.as_str(), r.region.as_str(), r.algorithm))
+            .collect()
+    }
+
     const MRAP: &str = "https://mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com";
 
     #[test]
@@ -1084,13 +1092,8 @@ mod tests {
              [[routes]]\nname = \"minio\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3\"\n"
         );
         let s = parse(&text).unwrap();
-        let got: Vec<(&str, &str, Algorithm)> = s
-            .routes
-            .iter()
-            .map(|r| (r.service.as_str(), r.region.as_str(), r.algorithm))
-            .collect();
         assert_eq!(
-            got,
+            signing_of(&s),
             [
                 ("s3", "*", Algorithm::V4a),
                 ("events", "*", Algorithm::V4a),
@@ -1144,13 +1147,8 @@ mod tests {
             MRAP.trim_start_matches("https://")
         );
         let s = parse(&text).unwrap();
-        let got: Vec<(&str, &str, Algorithm)> = s
-            .routes
-            .iter()
-            .map(|r| (r.service.as_str(), r.region.as_str(), r.algorithm))
-            .collect();
         assert_eq!(
-            got,
+            signing_of(&s),
             [
                 ("s3", "*", Algorithm::V4a),
                 ("es", "us-west-2", Algorithm::V4),
