@@ -329,6 +329,7 @@ async fn exchange(
                 .map(http::Uri::from)
                 .unwrap_or_else(|| http::Uri::from_static("/"));
             let absolute = std::mem::replace(request.uri_mut(), origin);
+            frame_unknown_length(&mut request);
             let pending = s.try_send_request(request);
             checkin(key, Sender::H1(s));
             pending.await.map_err(|mut e| {
@@ -362,6 +363,29 @@ async fn exchange(
             })
         }
     }
+}
+
+/// Marks an HTTP/1.1 request whose body has no known length as chunked.
+///
+/// hyper frames such a body itself for most methods, but sends a GET, HEAD or
+/// CONNECT as bodiless unless the request names its framing: a client's
+/// streamed body on those methods (a search query on a GET) would be dropped.
+/// `Transfer-Encoding` is hop-by-hop and never signed.
+fn frame_unknown_length(request: &mut http::Request<AttemptBody>) {
+    use hyper::body::Body;
+    if request.body().is_end_stream()
+        || request.body().size_hint().exact().is_some()
+        || !matches!(
+            *request.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::CONNECT
+        )
+    {
+        return;
+    }
+    request.headers_mut().insert(
+        http::header::TRANSFER_ENCODING,
+        http::HeaderValue::from_static("chunked"),
+    );
 }
 
 /// Makes `request`'s URI authority its Host header's value when the two
@@ -575,6 +599,54 @@ where
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn request(
+        method: http::Method,
+        body: super::super::OutboundBody,
+    ) -> http::Request<AttemptBody> {
+        let source = super::super::body::BodySource::new(body);
+        let (body, _) = source.attempt_body();
+        let mut request = http::Request::new(body);
+        *request.method_mut() = method;
+        request
+    }
+
+    fn framing(request: &http::Request<AttemptBody>) -> Option<&str> {
+        request
+            .headers()
+            .get(http::header::TRANSFER_ENCODING)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn streamed_bodies_on_bodiless_methods_are_sent_chunked() {
+        use super::super::OutboundBody;
+        let streamed = || {
+            let frames = [Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{}"))];
+            OutboundBody::Streaming(axum::body::Body::from_stream(futures_util::stream::iter(
+                frames,
+            )))
+        };
+        for method in [http::Method::GET, http::Method::HEAD, http::Method::CONNECT] {
+            let mut req = request(method.clone(), streamed());
+            frame_unknown_length(&mut req);
+            assert_eq!(framing(&req), Some("chunked"), "{method}");
+        }
+        // hyper frames other methods itself; known lengths and no body stay as they are.
+        let cases = [
+            (http::Method::PUT, streamed()),
+            (
+                http::Method::GET,
+                OutboundBody::Buffered(bytes::Bytes::from_static(b"{}")),
+            ),
+            (http::Method::GET, OutboundBody::Empty),
+        ];
+        for (method, body) in cases {
+            let mut req = request(method.clone(), body);
+            frame_unknown_length(&mut req);
+            assert_eq!(framing(&req), None, "{method}");
+        }
+    }
 
     #[test]
     fn refuses_ca_bundle_without_certificates() {
