@@ -709,6 +709,7 @@ fn rejects_bad_sigv4a_region_sets_and_chunk_signatures() {
         ("us-east-1,,us-west-2", "empty element"),
         ("us-east-1;us-west-2", "is not a region name"),
         ("*,us-east-1", "must stand alone"),
+        ("us-west-2,cn-north-1", "name regions of one partition"),
     ] {
         let args = ["--service", "s3", "--region", bad, "--sigv4a"];
         assert_rejected(

@@ -1196,6 +1196,10 @@ mod tests {
             ("us-east-1,", "it has an empty element"),
             ("*,us-east-1", "'*' (every region) must stand alone"),
             (
+                "eu-west-1,cn-north-1",
+                "cn-north-1 is in the aws-cn partition and eu-west-1 in aws",
+            ),
+            (
                 "us-east-1,us-est-1",
                 "'us-est-1' is not a region name or '*'",
             ),

@@ -148,8 +148,8 @@ pub fn is_region_name(name: &str) -> bool {
 pub const ALL_REGIONS: &str = "*";
 
 /// Checks a SigV4a region set: [`ALL_REGIONS`] (`*`) alone, or region names
-/// (see [`is_region_name`]) separated by commas, with no spaces and none twice.
-/// The error says what is wrong, quoting the set.
+/// (see [`is_region_name`]) of one partition separated by commas, with no
+/// spaces and none twice. The error says what is wrong, quoting the set.
 ///
 /// ```
 /// use signet::routing::endpoint::check_region_set;
@@ -157,6 +157,7 @@ pub const ALL_REGIONS: &str = "*";
 /// assert!(check_region_set("us-east-1,us-west-2").is_ok());
 /// assert!(check_region_set("us-east-1, us-west-2").is_err());
 /// assert!(check_region_set("*,us-east-1").is_err());
+/// assert!(check_region_set("us-east-1,cn-north-1").is_err());
 /// ```
 pub fn check_region_set(set: &str) -> Result<(), String> {
     let refuse = |why: String| Err(format!("'{set}' is not a region set: {why}"));
@@ -188,6 +189,18 @@ pub fn check_region_set(set: &str) -> Result<(), String> {
         }
         if elements[..i].contains(element) {
             return refuse(format!("it names {element} twice"));
+        }
+        // Credentials belong to one partition, so a signature can only be valid in one.
+        if let (Some(first), Some(this)) = (
+            Partition::of_region(elements[0]),
+            Partition::of_region(element),
+        ) {
+            if first != this {
+                return refuse(format!(
+                    "{element} is in the {this} partition and {} in {first}; name regions of one partition",
+                    elements[0]
+                ));
+            }
         }
     }
     Ok(())
@@ -457,8 +470,8 @@ const QUALIFIERS: &[&str] = &["dualstack", "fips"];
 /// amazonaws.com, take SigV4a ([`Algorithm::V4a`]) and sign for the region set
 /// `*` ([`ALL_REGIONS`], in [`AwsEndpoint::region`]): S3 Multi-Region Access
 /// Points (`<alias>.mrap.accesspoint.s3-global.amazonaws.com`, service `s3`)
-/// and EventBridge global endpoints (`<endpoint-id>.endpoint.events.amazonaws.com`,
-/// service `events`).
+/// and EventBridge global endpoints (`<endpoint-id>.endpoint.events.amazonaws.com`
+/// and the dual-stack `<endpoint-id>.endpoint.events.api.aws`, service `events`).
 ///
 /// Hosts of customer resources under AWS domains (EC2 instances, load
 /// balancers, RDS, ElastiCache) give [`EndpointError::Unrecognized`]: they
@@ -581,18 +594,20 @@ pub fn parse_host(host: &str) -> Result<AwsEndpoint, EndpointError> {
     ))
 }
 
-/// The hosts that take only SigV4a, all in the `aws` partition under
-/// amazonaws.com: S3 Multi-Region Access Points
-/// (`<alias>.mrap.accesspoint.s3-global`, the alias one label) and EventBridge
-/// global endpoints (`<endpoint-id>.endpoint.events`, the id one or more
-/// labels, such as `abcde.veo`). Both sign for every region (`*`).
+/// The hosts that take only SigV4a, all in the `aws` partition: S3
+/// Multi-Region Access Points (`<alias>.mrap.accesspoint.s3-global.amazonaws.com`,
+/// the alias one label) and EventBridge global endpoints
+/// (`<endpoint-id>.endpoint.events.amazonaws.com`, or `.api.aws` for dual-stack;
+/// the id one or more labels, such as `abcde.veo`). Both sign for every region
+/// (`*`).
 fn sigv4a_endpoint(domain: Domain, labels: &[&str]) -> Option<AwsEndpoint> {
-    if domain != Domain::AmazonAws {
-        return None;
-    }
-    let service = match labels {
-        [alias, "mrap", "accesspoint", "s3-global"] if is_host_label(alias) => "s3",
-        [id @ .., "endpoint", "events"]
+    let service = match (domain, labels) {
+        (Domain::AmazonAws, [alias, "mrap", "accesspoint", "s3-global"])
+            if is_host_label(alias) =>
+        {
+            "s3"
+        }
+        (Domain::AmazonAws | Domain::ApiAws, [id @ .., "endpoint", "events"])
             if !id.is_empty() && id.iter().all(|l| is_host_label(l)) =>
         {
             "events"
@@ -1158,6 +1173,7 @@ mod tests {
             Ok(("events", "*")),
         ),
         ("abcde.endpoint.events.amazonaws.com", Ok(("events", "*"))),
+        ("abcde.veo.endpoint.events.api.aws", Ok(("events", "*"))),
         (
             "us-west-2.endpoint.events.amazonaws.com.",
             Ok(("events", "*")),
@@ -1239,6 +1255,11 @@ mod tests {
             Err("unrecognized"),
         ),
         ("abcde.veo.endpoint.events.c2s.ic.gov", Err("unrecognized")),
+        (
+            "abcde.veo.endpoint.events.us-gov.api.aws",
+            Err("unrecognized"),
+        ),
+        ("endpoint.events.api.aws", Err("unrecognized")),
     ];
 
     #[test]
@@ -1358,7 +1379,9 @@ mod tests {
             "*",
             "us-east-1",
             "us-east-1,us-west-2",
-            "eu-central-2,ap-southeast-9,us-gov-west-1",
+            "eu-central-2,ap-southeast-9,il-central-1",
+            "us-gov-west-1,us-gov-east-1",
+            "cn-north-1,cn-northwest-1",
         ] {
             assert_eq!(check_region_set(good), Ok(()), "{good}");
         }
@@ -1378,6 +1401,14 @@ mod tests {
             ("us-*", "'us-*' is not a region name"),
             ("us-east-1;us-west-2", "is not a region name"),
             ("us-east-1,us-west-2,us-east-1", "it names us-east-1 twice"),
+            (
+                "us-east-1,cn-north-1",
+                "cn-north-1 is in the aws-cn partition and us-east-1 in aws",
+            ),
+            (
+                "us-gov-west-1,us-west-2",
+                "us-west-2 is in the aws partition and us-gov-west-1 in aws-us-gov",
+            ),
         ] {
             let e = check_region_set(bad).unwrap_err();
             assert!(
