@@ -46,6 +46,8 @@ pub enum Partition {
     AwsIsoE,
     /// `aws-iso-f` (csp.hci.ic.gov).
     AwsIsoF,
+    /// `aws-eusc`: the AWS European Sovereign Cloud (amazonaws.eu).
+    AwsEusc,
 }
 
 impl Partition {
@@ -59,6 +61,7 @@ impl Partition {
             Partition::AwsIsoB => "aws-iso-b",
             Partition::AwsIsoE => "aws-iso-e",
             Partition::AwsIsoF => "aws-iso-f",
+            Partition::AwsEusc => "aws-eusc",
         }
     }
 
@@ -72,6 +75,7 @@ impl Partition {
             Partition::AwsIsoB => "us-isob-east-1",
             Partition::AwsIsoE => "eu-isoe-west-1",
             Partition::AwsIsoF => "us-isof-south-1",
+            Partition::AwsEusc => "eusc-de-east-1",
         }
     }
 
@@ -86,6 +90,7 @@ impl Partition {
             "us-isob" => Partition::AwsIsoB,
             "eu-isoe" => Partition::AwsIsoE,
             "us-isof" => Partition::AwsIsoF,
+            "eusc-de" => Partition::AwsEusc,
             _ => Partition::Aws,
         })
     }
@@ -100,7 +105,7 @@ impl fmt::Display for Partition {
 /// Region prefixes (geography, or the partition's own prefix).
 const REGION_PREFIXES: &[&str] = &[
     "us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx", "cn", "us-gov", "us-iso", "us-isob",
-    "eu-isoe", "us-isof",
+    "eu-isoe", "us-isof", "eusc-de",
 ];
 
 /// Region directions.
@@ -136,7 +141,7 @@ fn split_region(name: &str) -> Option<(&str, &str)> {
 }
 
 /// Whether `name` has the shape of an AWS region name: a known prefix
-/// (`us`, `eu`, `ap`, ..., `cn`, `us-gov`, `us-iso`, `us-isob`, `eu-isoe`,
+/// (`us`, `eu`, `ap`, ..., `cn`, `us-gov`, `us-iso`, `us-isob`, `eu-isoe`, `eusc-de`,
 /// `us-isof`), a direction (`east`, `southeast`, ...) and a number.
 ///
 /// `us-est-1` is refused; a future `ap-southeast-9` passes.
@@ -217,6 +222,7 @@ enum Domain {
     Sc2s,
     AdcE,
     Hci,
+    AmazonAwsEu,
 }
 
 const DOMAINS: &[(&str, Domain)] = &[
@@ -226,9 +232,15 @@ const DOMAINS: &[(&str, Domain)] = &[
     ("api.aws", Domain::ApiAws),
     ("on.aws", Domain::OnAws),
     ("c2s.ic.gov", Domain::C2s),
+    ("api.aws.ic.gov", Domain::C2s),
     ("sc2s.sgov.gov", Domain::Sc2s),
+    ("api.aws.scloud", Domain::Sc2s),
     ("cloud.adc-e.uk", Domain::AdcE),
+    ("api.cloud-aws.adc-e.uk", Domain::AdcE),
     ("csp.hci.ic.gov", Domain::Hci),
+    ("api.aws.hci.ic.gov", Domain::Hci),
+    ("amazonaws.eu", Domain::AmazonAwsEu),
+    ("api.amazonwebservices.eu", Domain::AmazonAwsEu),
 ];
 
 impl Domain {
@@ -243,6 +255,7 @@ impl Domain {
             Domain::Sc2s => partition == Partition::AwsIsoB,
             Domain::AdcE => partition == Partition::AwsIsoE,
             Domain::Hci => partition == Partition::AwsIsoF,
+            Domain::AmazonAwsEu => partition == Partition::AwsEusc,
         }
     }
 
@@ -255,6 +268,7 @@ impl Domain {
             Domain::Sc2s => Partition::AwsIsoB,
             Domain::AdcE => Partition::AwsIsoE,
             Domain::Hci => Partition::AwsIsoF,
+            Domain::AmazonAwsEu => Partition::AwsEusc,
         }
     }
 }
@@ -288,8 +302,11 @@ fn split_domain(host: &str) -> Option<(&str, Domain)> {
 }
 
 /// Whether `host` (optionally with `:port`) lies under an AWS endpoint domain:
-/// amazonaws.com, amazonaws.com.cn, api.aws, on.aws, c2s.ic.gov,
-/// sc2s.sgov.gov, cloud.adc-e.uk or csp.hci.ic.gov.
+/// amazonaws.com, amazonaws.com.cn, api.aws, on.aws, amazonaws.eu, the ISO
+/// partitions' c2s.ic.gov, sc2s.sgov.gov, cloud.adc-e.uk and csp.hci.ic.gov, or
+/// one of the dual-stack domains of those partitions (api.amazonwebservices.com.cn,
+/// api.amazonwebservices.eu, api.aws.ic.gov, api.aws.scloud,
+/// api.cloud-aws.adc-e.uk, api.aws.hci.ic.gov).
 pub fn is_aws_domain(host: &str) -> bool {
     normalize_host(host).is_some_and(|h| split_domain(&h).is_some())
 }
@@ -456,7 +473,7 @@ const QUALIFIERS: &[&str] = &["dualstack", "fips"];
 /// optional `:port` is ignored). Deterministic and offline.
 ///
 /// Shapes understood: `<svc>.<region>.amazonaws.com` and its `.amazonaws.com.cn`,
-/// `.api.aws` and iso-partition forms; virtual-hosted and path-style S3
+/// `.api.aws`, iso-partition and European Sovereign Cloud (`amazonaws.eu`) forms; virtual-hosted and path-style S3
 /// including `dualstack`, FIPS (`s3-fips`, `sqs-fips`), the legacy
 /// `s3-<region>` and `s3-external-1` forms and the global `s3.amazonaws.com`;
 /// OpenSearch domains (`search-d.<region>.es.amazonaws.com`,
@@ -1033,6 +1050,47 @@ mod tests {
             Ok(("sqs", "us-isof-south-1")),
         ),
         ("iam.csp.hci.ic.gov", Ok(("iam", "us-isof-south-1"))),
+        // ISO dual-stack domains.
+        (
+            "sqs.us-iso-east-1.api.aws.ic.gov",
+            Ok(("sqs", "us-iso-east-1")),
+        ),
+        (
+            "sqs.us-isob-east-1.api.aws.scloud",
+            Ok(("sqs", "us-isob-east-1")),
+        ),
+        (
+            "sqs.eu-isoe-west-1.api.cloud-aws.adc-e.uk",
+            Ok(("sqs", "eu-isoe-west-1")),
+        ),
+        (
+            "sqs.us-isof-south-1.api.aws.hci.ic.gov",
+            Ok(("sqs", "us-isof-south-1")),
+        ),
+        ("sqs.us-iso-east-1.api.aws.hci.ic.gov", Err("unrecognized")),
+        // AWS European Sovereign Cloud.
+        (
+            "sqs.eusc-de-east-1.amazonaws.eu",
+            Ok(("sqs", "eusc-de-east-1")),
+        ),
+        (
+            "bucket.s3.eusc-de-east-1.amazonaws.eu",
+            Ok(("s3", "eusc-de-east-1")),
+        ),
+        (
+            "s3.dualstack.eusc-de-east-1.amazonaws.eu",
+            Ok(("s3", "eusc-de-east-1")),
+        ),
+        (
+            "sqs.eusc-de-east-1.api.amazonwebservices.eu",
+            Ok(("sqs", "eusc-de-east-1")),
+        ),
+        (
+            "bedrock-runtime.eusc-de-east-1.amazonaws.eu",
+            Ok(("bedrock", "eusc-de-east-1")),
+        ),
+        ("sqs.eu-central-1.amazonaws.eu", Err("unrecognized")),
+        ("sqs.eusc-de-east-1.amazonaws.com", Err("unrecognized")),
         // Global endpoints sign with the partition's home region.
         ("iam.amazonaws.com", Ok(("iam", "us-east-1"))),
         ("iam-fips.amazonaws.com", Ok(("iam", "us-east-1"))),
@@ -1298,6 +1356,8 @@ mod tests {
             ("sqs.us-isob-east-1.sc2s.sgov.gov", Partition::AwsIsoB),
             ("sqs.eu-isoe-west-1.cloud.adc-e.uk", Partition::AwsIsoE),
             ("sqs.us-isof-south-1.csp.hci.ic.gov", Partition::AwsIsoF),
+            ("sqs.us-isof-south-1.api.aws.hci.ic.gov", Partition::AwsIsoF),
+            ("sqs.eusc-de-east-1.amazonaws.eu", Partition::AwsEusc),
             ("x.mrap.accesspoint.s3-global.amazonaws.com", Partition::Aws),
             ("abcde.veo.endpoint.events.amazonaws.com", Partition::Aws),
         ] {
@@ -1430,6 +1490,12 @@ mod tests {
             "x.sc2s.sgov.gov",
             "x.cloud.adc-e.uk",
             "x.csp.hci.ic.gov",
+            "x.amazonaws.eu",
+            "x.api.amazonwebservices.eu",
+            "x.api.aws.ic.gov",
+            "x.api.aws.scloud",
+            "x.api.cloud-aws.adc-e.uk",
+            "x.api.aws.hci.ic.gov",
         ] {
             assert!(is_aws_domain(host), "{host}");
         }
@@ -1438,6 +1504,8 @@ mod tests {
             "amazonaws.com.example.com",
             "fakeamazonaws.com",
             "api.aws.evil",
+            "amazonaws.eu.example.com",
+            "scloud",
             "127.0.0.1",
         ] {
             assert!(!is_aws_domain(host), "{host}");
