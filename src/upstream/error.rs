@@ -52,6 +52,10 @@ pub enum SignFailure {
     /// The request could not be signed (e.g. a header value the signer refuses). → 500.
     #[error("signing failed: {0}")]
     Signing(String),
+    /// The S3 Express session the request must be signed with could not be
+    /// created (CreateSession unreachable, refused or unreadable). → 502.
+    #[error("no S3 Express session: {0}")]
+    Session(String),
 }
 
 /// Why a request could not be forwarded (or its response body broke off).
@@ -120,7 +124,8 @@ impl ForwardError {
         match self {
             ForwardError::Unreachable(_)
             | ForwardError::Connection(_)
-            | ForwardError::ResponseBody(_) => StatusCode::BAD_GATEWAY,
+            | ForwardError::ResponseBody(_)
+            | ForwardError::Sign(SignFailure::Session(_)) => StatusCode::BAD_GATEWAY,
             ForwardError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::Shed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::Sign(SignFailure::CredentialsUnavailable(_)) => {
@@ -142,6 +147,7 @@ impl ForwardError {
             ForwardError::Shed { .. } => "overloaded",
             ForwardError::Sign(SignFailure::CredentialsUnavailable(_)) => "credentials_unavailable",
             ForwardError::Sign(SignFailure::Signing(_)) => "signing_failed",
+            ForwardError::Sign(SignFailure::Session(_)) => "s3express_session",
             ForwardError::InvalidRequest(_) => "invalid_upstream_request",
             ForwardError::RequestBody(_) => "request_body",
             ForwardError::ResponseBody(_) => "upstream_body",
@@ -219,5 +225,14 @@ mod tests {
         assert_eq!(creds.kind(), "credentials_unavailable");
         let sign = ForwardError::from(SignFailure::Signing("bad header".into()));
         assert_eq!(sign.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let session = ForwardError::from(SignFailure::Session(
+            "CreateSession answered 403 AccessDenied".into(),
+        ));
+        assert_eq!(session.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(session.kind(), "s3express_session");
+        assert_eq!(
+            session.to_string(),
+            "no S3 Express session: CreateSession answered 403 AccessDenied"
+        );
     }
 }

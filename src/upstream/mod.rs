@@ -27,7 +27,8 @@
 //!    retried: buffered ones always, streamed ones only if no byte went out.
 //! 3. **attempt** (`attempt::send_attempt`): one future per attempt that
 //!    - signs it with [`AttemptSigner::sign`] afresh (new X-Amz-Date, current
-//!      credentials); an attempt that cannot be signed is never sent;
+//!      credentials, after [`AttemptSigner::prepare`] when the signer needs a
+//!      session first); an attempt that cannot be signed is never sent;
 //!    - sends it on a pooled connection of this thread (rustls with the `ring` provider,
 //!      webpki roots plus an optional CA bundle; h1 and h2 by ALPN; plain http too),
 //!      whose connector enforces the connect timeout;
@@ -71,9 +72,19 @@ pub use shed::upstream_key;
 ///
 /// Called once per attempt, so every retry carries a fresh date and the newest
 /// credentials. Must not block: read the credentials snapshot, do not wait for a refresh.
+/// What cannot be had without waiting (an S3 Express session) is fetched by
+/// [`prepare`](AttemptSigner::prepare), which the retry loop awaits before each attempt.
 pub trait AttemptSigner: Send + Sync {
     /// Signs `parts` (absolute upstream URI, headers as they will be sent).
     fn sign(&self, parts: &mut http::request::Parts) -> Result<(), SignFailure>;
+
+    /// Makes ready what signing the next attempt needs and only a request of its
+    /// own can get (an S3 Express session, from CreateSession); awaited before
+    /// each attempt, within the request's total deadline. `None`, the default,
+    /// when there is nothing to wait for: no allocation, no await.
+    fn prepare(&self) -> Option<futures_util::future::BoxFuture<'_, Result<(), SignFailure>>> {
+        None
+    }
 }
 
 /// The body of an outbound request.
@@ -194,5 +205,23 @@ impl Upstream {
         .await?;
         // The request counts as in flight until its response body ends.
         Ok(response.map(|body| body.with_permit(permit)))
+    }
+
+    /// Like [`send`](Self::send), without the in-flight limit: for a request
+    /// signet makes on behalf of others (an S3 Express CreateSession, one per
+    /// bucket at a time), which requests already holding a place under the limit
+    /// wait for.
+    pub async fn send_unshed(
+        &self,
+        request: OutboundRequest,
+    ) -> Result<http::Response<ResponseBody>, ForwardError> {
+        let shared = &*self.shared;
+        retry::send_with_retries(
+            &shared.pool,
+            &shared.observer,
+            &shared.retry_states,
+            request,
+        )
+        .await
     }
 }

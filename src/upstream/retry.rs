@@ -550,6 +550,23 @@ pub(crate) async fn send_with_retries(
         if adaptive {
             wait_for_send_token(&state, deadline, &policy, &route, observer.as_ref()).await?;
         }
+        if let Some(ready) = signer.prepare() {
+            match tokio::time::timeout_at(deadline, ready).await {
+                Ok(Ok(())) => {}
+                Ok(Err(failure)) => {
+                    tracing::warn!(route = %route, error = %failure, "attempt not sent: nothing to sign it with");
+                    return Err(ForwardError::Sign(failure));
+                }
+                Err(_) => {
+                    return Err(ForwardError::timed_out(
+                        &**observer,
+                        &route,
+                        TimeoutKind::Total,
+                        policy.timeouts.total,
+                    ))
+                }
+            }
+        }
         observer.attempt(&route);
         let (attempt_body, upload) = source.attempt_body();
         let attempt = Attempt {
