@@ -222,6 +222,10 @@ pub(super) struct RouteFile {
     pub signature: Option<Algorithm>,
     #[serde(default)]
     pub sign_host: Option<String>,
+    /// S3 Express One Zone session authentication; `None`: on for
+    /// `s3express` routes whose signed host is a zonal endpoint.
+    #[serde(default)]
+    pub s3express_session: Option<bool>,
     #[serde(default)]
     pub strip_prefix: Option<StripPrefix>,
     #[serde(default)]
@@ -262,6 +266,7 @@ impl RouteFile {
             region: None,
             signature: None,
             sign_host: None,
+            s3express_session: None,
             strip_prefix: None,
             payload: None,
             body_cap: None,

@@ -414,6 +414,18 @@ pub struct RouteSettings {
         serialize_with = "serialize_authority"
     )]
     pub sign_host: Option<http::uri::Authority>,
+    /// Whether requests authenticate with S3 Express One Zone sessions (signed
+    /// with the credentials CreateSession returns, the token in
+    /// `x-amz-s3session-token`) instead of with the IAM credentials directly:
+    /// `s3express_session` as given, else on for `s3express` routes whose
+    /// signed host is a zonal endpoint. CopyObject, UploadPartCopy, HeadBucket
+    /// and CreateSession itself sign with the IAM credentials all the same.
+    #[serde(skip)]
+    pub s3express_session: bool,
+    /// `s3express_session` as the effective configuration prints it: on
+    /// `s3express` routes only, so the printed file loads back the same.
+    #[serde(rename = "s3express_session", skip_serializing_if = "Option::is_none")]
+    s3express_session_shown: Option<bool>,
     /// Prefix removed from the path before forwarding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<String>,
@@ -1284,6 +1296,75 @@ mod tests {
         );
         let back = parse(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
         assert_eq!(back.routes, s.routes);
+    }
+
+    const ZONAL: &str = "b--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com";
+
+    #[test]
+    fn s3express_sessions_default_to_on_for_routes_signing_a_zonal_host() {
+        let text = format!(
+            "[[routes]]\nname = \"zonal\"\npath_prefix = \"/z\"\nupstream = \"https://{ZONAL}\"\n\
+             [[routes]]\nname = \"tunnel\"\npath_prefix = \"/t\"\nupstream = \"http://127.0.0.1:9000\"\nsign_host = \"{ZONAL}\"\n\
+             [[routes]]\nname = \"control\"\npath_prefix = \"/c\"\nupstream = \"https://s3express-control.us-west-2.amazonaws.com\"\n\
+             [[routes]]\nname = \"local\"\npath_prefix = \"/l\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3express\"\nregion = \"us-west-2\"\n\
+             [[routes]]\nname = \"forced\"\npath_prefix = \"/f\"\nupstream = \"http://127.0.0.1:9000\"\nservice = \"s3express\"\nregion = \"us-west-2\"\ns3express_session = true\n\
+             [[routes]]\nname = \"off\"\npath_prefix = \"/o\"\nupstream = \"https://{ZONAL}\"\ns3express_session = false\n\
+             [[routes]]\nname = \"s3\"\npath_prefix = \"/s3\"\nupstream = \"https://{ZONAL}\"\nservice = \"s3\"\n"
+        );
+        let s = parse(&text).unwrap();
+        let sessions: Vec<(&str, &str, bool)> = s
+            .routes
+            .iter()
+            .map(|r| (r.name.as_str(), r.service.as_str(), r.s3express_session))
+            .collect();
+        assert_eq!(
+            sessions,
+            [
+                ("zonal", "s3express", true),
+                ("tunnel", "s3express", true),
+                ("control", "s3express", false),
+                ("local", "s3express", false),
+                ("forced", "s3express", true),
+                ("off", "s3express", false),
+                ("s3", "s3", false),
+            ]
+        );
+        // Printed on s3express routes only, and loaded back the same.
+        let printed = s.redacted_toml();
+        assert_eq!(
+            printed.matches("s3express_session = true").count(),
+            3,
+            "{printed}"
+        );
+        assert_eq!(
+            printed.matches("s3express_session = false").count(),
+            3,
+            "{printed}"
+        );
+        let back = parse(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+        assert_eq!(back.routes, s.routes);
+    }
+
+    #[test]
+    fn refuses_s3express_sessions_a_route_cannot_sign_with() {
+        let e = error_text(
+            "[[routes]]\nname = \"q\"\nupstream = \"https://sqs.us-east-1.amazonaws.com\"\ns3express_session = true\n",
+        );
+        assert_eq!(
+            e,
+            "routes[0].s3express_session: true needs service = \"s3express\" (the route signs for 'sqs') (route \"q\")"
+        );
+        let e = error_text(&format!(
+            "[[routes]]\nname = \"z\"\nupstream = \"https://{ZONAL}\"\nsignature = \"sigv4a\"\ns3express_session = true\n"
+        ));
+        assert_eq!(
+            e,
+            "routes[0].s3express_session: true needs signature = \"sigv4\": S3 Express sessions sign with SigV4 (route \"z\")"
+        );
+        let e = error_text(&format!(
+            "[[routes]]\nname = \"z\"\nupstream = \"https://{ZONAL}\"\ns3express_session = \"maybe\"\n"
+        ));
+        assert!(e.starts_with("routes[0].s3express_session: "), "{e}");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use super::{
 use crate::credentials::settings::validate_role_arn;
 use crate::credentials::SourceSettings;
 use crate::routing::endpoint::{
-    check_region_set, is_aws_domain, is_region_name, parse_host, EndpointError, ALL_REGIONS,
+    check_region_set, is_aws_domain, is_region_name, is_s3express_zonal_host, parse_host,
+    EndpointError, ALL_REGIONS,
 };
 use crate::routing::segment_prefix;
 use crate::sigv4::Algorithm;
@@ -565,6 +566,39 @@ fn validate_route(
         },
     };
 
+    // S3 Express One Zone sessions: on by default for s3express routes whose
+    // signed host (`sign_host`, else the upstream's) is a zonal endpoint.
+    let is_s3express = service.as_deref() == Some("s3express");
+    let s3express_session = match route.s3express_session {
+        Some(true) if service.is_some() && !is_s3express => {
+            ctx.add(
+                "s3express_session",
+                format!(
+                    "true needs service = \"s3express\" (the route signs for '{}')",
+                    service.as_deref().unwrap_or_default()
+                ),
+            );
+            false
+        }
+        Some(true) if algorithm == Algorithm::V4a => {
+            ctx.add(
+                "s3express_session",
+                "true needs signature = \"sigv4\": S3 Express sessions sign with SigV4",
+            );
+            false
+        }
+        Some(on) => on,
+        None => {
+            let signed_host = sign_host
+                .as_ref()
+                .map(|a| a.host())
+                .or_else(|| upstream.as_ref().map(UpstreamUrl::host));
+            is_s3express
+                && algorithm == Algorithm::V4
+                && signed_host.is_some_and(is_s3express_zonal_host)
+        }
+    };
+
     let strip_prefix = match &route.strip_prefix {
         None | Some(StripPrefix::Enabled(false)) => None,
         Some(StripPrefix::Enabled(true)) => {
@@ -691,6 +725,8 @@ fn validate_route(
         algorithm,
         signature_shown: (algorithm == Algorithm::V4a || algorithm != implied).then_some(algorithm),
         sign_host,
+        s3express_session,
+        s3express_session_shown: is_s3express.then_some(s3express_session),
         strip_prefix,
         payload: route.payload.unwrap_or(defaults.payload),
         body_cap,

@@ -311,6 +311,36 @@ pub fn is_aws_domain(host: &str) -> bool {
     normalize_host(host).is_some_and(|h| split_domain(&h).is_some())
 }
 
+/// Whether `host` (with or without port) is an S3 Express One Zone zonal
+/// endpoint: a directory bucket's data-plane host, such as
+/// `bucket--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com`
+/// (the bucket label ends in `--x-s3`, the next one names the zone). The
+/// regional control endpoint `s3express-control.<region>...` is not one.
+///
+/// Requests to zonal endpoints authenticate with sessions from CreateSession
+/// rather than with IAM credentials directly.
+///
+/// ```
+/// use signet::routing::endpoint::is_s3express_zonal_host;
+/// assert!(is_s3express_zonal_host("logs--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com"));
+/// assert!(!is_s3express_zonal_host("s3express-control.us-west-2.amazonaws.com"));
+/// assert!(!is_s3express_zonal_host("logs.s3.us-west-2.amazonaws.com"));
+/// ```
+pub fn is_s3express_zonal_host(host: &str) -> bool {
+    let Some(host) = normalize_host(host) else {
+        return false;
+    };
+    let mut labels = host.split('.');
+    let (Some(bucket), Some(zone), Some(_)) = (labels.next(), labels.next(), labels.next()) else {
+        return false;
+    };
+    bucket.len() > "--x-s3".len()
+        && bucket.ends_with("--x-s3")
+        && zone.len() > "s3express-".len()
+        && zone.starts_with("s3express-")
+        && !zone.starts_with("s3express-control")
+}
+
 /// What an AWS endpoint host implies for signing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsEndpoint {
@@ -1509,6 +1539,34 @@ mod tests {
             "127.0.0.1",
         ] {
             assert!(!is_aws_domain(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn tells_s3express_zonal_hosts_from_other_s3express_and_s3_hosts() {
+        for host in [
+            "b--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com",
+            "B--USE1-AZ4--X-S3.S3EXPRESS-USE1-AZ4.US-EAST-1.AMAZONAWS.COM:443",
+            "logs--usw2-lax1-az1--x-s3.s3express-usw2-lax1-az1.us-west-2.amazonaws.com.",
+            "b--usw2-az1--x-s3.s3express-fips-usw2-az1.us-west-2.amazonaws.com",
+        ] {
+            assert!(is_s3express_zonal_host(host), "{host}");
+        }
+        for host in [
+            "s3express-control.us-west-2.amazonaws.com",
+            "b--usw2-az1--x-s3.s3express-control.us-west-2.amazonaws.com",
+            "b--usw2-az1--x-s3.s3express-control-fips.us-west-2.amazonaws.com",
+            "b--usw2-az1.s3express-usw2-az1.us-west-2.amazonaws.com",
+            "--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com",
+            "b--usw2-az1--x-s3.s3express-.us-west-2.amazonaws.com",
+            "b--usw2-az1--x-s3.s3.us-west-2.amazonaws.com",
+            "b--usw2-az1--x-s3.s3express-usw2-az1",
+            "bucket.s3.us-west-2.amazonaws.com",
+            "127.0.0.1:9000",
+            "[::1]:9000",
+            "",
+        ] {
+            assert!(!is_s3express_zonal_host(host), "{host}");
         }
     }
 

@@ -114,6 +114,13 @@ pub struct Target {
     /// The signature algorithm: SigV4, or SigV4a (whose `region` holds the
     /// region set), as the route's `signature` or the host's shape says.
     pub algorithm: Algorithm,
+    /// Set when requests authenticate with S3 Express One Zone sessions
+    /// (CreateSession) rather than with the IAM credentials directly: the path
+    /// of the directory bucket's root on the upstream, where CreateSession goes
+    /// (`/`, or the upstream's base path). Configured routes take it from
+    /// `s3express_session`; host-routed requests to a zonal endpoint
+    /// ([`endpoint::is_s3express_zonal_host`]) signed as `s3express` have it.
+    pub s3express_session: Option<Arc<str>>,
     /// The route's shared policy.
     pub policy: Arc<TargetPolicy>,
 }
@@ -165,6 +172,7 @@ struct CompiledRoute {
     service: Arc<str>,
     region: Arc<str>,
     algorithm: Algorithm,
+    s3express_session: Option<Arc<str>>,
     policy: Arc<TargetPolicy>,
 }
 
@@ -181,6 +189,8 @@ pub struct RouteTable {
     host_region: Option<Arc<str>>,
     /// The `aws:<service>` names host-routed requests have been given.
     host_names: names::HostRouteNames,
+    /// The bucket root of host-routed zonal endpoints (`/`), made once.
+    zonal_root: Arc<str>,
 }
 
 impl RouteTable {
@@ -206,6 +216,7 @@ impl RouteTable {
             host_service: d.service.as_deref().map(Arc::from),
             host_region: d.region.as_deref().map(Arc::from),
             host_names: names::HostRouteNames::default(),
+            zonal_root: Arc::from("/"),
         }
     }
 
@@ -307,6 +318,10 @@ impl RouteTable {
                     (Some(r), Algorithm::V4) => r.clone(),
                     _ => ep.region.into(),
                 };
+                let s3express_session = (&*service == "s3express"
+                    && ep.algorithm == Algorithm::V4
+                    && endpoint::is_s3express_zonal_host(authority.host()))
+                .then(|| self.zonal_root.clone());
                 Ok(Target {
                     route: self.host_names.name(&service),
                     host_routed: true,
@@ -323,6 +338,7 @@ impl RouteTable {
                     service,
                     region,
                     algorithm: ep.algorithm,
+                    s3express_session,
                     policy: policy.clone(),
                 })
             }
@@ -363,6 +379,7 @@ impl CompiledRoute {
             service: self.service.clone(),
             region: self.region.clone(),
             algorithm: self.algorithm,
+            s3express_session: self.s3express_session.clone(),
             policy: self.policy.clone(),
         }
     }
@@ -404,6 +421,10 @@ fn compile(route: &RouteSettings) -> CompiledRoute {
         service: route.service.as_str().into(),
         region: route.region.as_str().into(),
         algorithm: route.algorithm,
+        s3express_session: route.s3express_session.then(|| {
+            let base = route.upstream.base_path.as_str();
+            Arc::from(if base.is_empty() { "/" } else { base })
+        }),
         policy: Arc::new(TargetPolicy {
             payload: route.payload,
             body_cap: route.body_cap,
@@ -763,6 +784,50 @@ mod tests {
             (&*target.region, target.algorithm),
             ("eu-west-3", Algorithm::V4)
         );
+    }
+
+    #[test]
+    fn zonal_s3express_targets_sign_with_sessions_at_their_bucket_root() {
+        const ZONAL: &str = "b--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com";
+        let t = table(&format!(
+            r#"
+            [[routes]]
+            name = "tunnel"
+            path_prefix = "/tunnel"
+            strip_prefix = true
+            upstream = "http://127.0.0.1:9000/zonal"
+            sign_host = "{ZONAL}"
+
+            [[routes]]
+            name = "iam-only"
+            path_prefix = "/iam"
+            upstream = "https://{ZONAL}"
+            s3express_session = false
+            "#
+        ));
+        let session = |host: &str, path: &str| {
+            let target = t.resolve(Some(host), path).unwrap();
+            target.s3express_session.as_deref().map(str::to_owned)
+        };
+        assert_eq!(session(ZONAL, "/k").as_deref(), Some("/"));
+        assert_eq!(
+            session(&format!("{}:443", ZONAL.to_uppercase()), "/k").as_deref(),
+            Some("/")
+        );
+        assert_eq!(session("localhost", "/tunnel/k").as_deref(), Some("/zonal"));
+        assert_eq!(session("localhost", "/iam/k"), None);
+        assert_eq!(
+            session("s3express-control.us-west-2.amazonaws.com", "/"),
+            None
+        );
+        assert_eq!(session("b.s3.us-west-2.amazonaws.com", "/k"), None);
+        // Signed as another service by defaults.service: no session.
+        let t = table("[defaults]\nservice = \"s3\"\n");
+        assert!(t
+            .resolve(Some(ZONAL), "/k")
+            .unwrap()
+            .s3express_session
+            .is_none());
     }
 
     #[test]
