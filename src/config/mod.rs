@@ -1365,6 +1365,12 @@ mod tests {
             "[[routes]]\nname = \"z\"\nupstream = \"https://{ZONAL}\"\ns3express_session = \"maybe\"\n"
         ));
         assert!(e.starts_with("routes[0].s3express_session: "), "{e}");
+        // Nor may the configuration add a session token of its own.
+        assert!(
+            error_text("[defaults.custom_headers]\nx-amz-s3session-token = \"t\"\n").starts_with(
+                "defaults.custom_headers.x-amz-s3session-token: is set by signet itself"
+            )
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ const RESERVED_CUSTOM: &[&str] = &[
     crate::sigv4::X_AMZ_SECURITY_TOKEN,
     crate::sigv4::X_AMZ_CONTENT_SHA256,
     crate::sigv4::X_AMZ_REGION_SET,
+    crate::proxy::s3express::X_AMZ_S3SESSION_TOKEN,
     "content-length",
     "transfer-encoding",
     "connection",

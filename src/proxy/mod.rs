@@ -12,7 +12,9 @@
 //!    `UNSIGNED-PAYLOAD`; aws-chunked uploads keep their framing (re-signed
 //!    chunk by chunk when the client signed them, see [`chunked`]).
 //! 4. [`Upstream::send`] runs shedding, retries and timeouts, and calls
-//!    [`RequestSigner`] afresh for every attempt.
+//!    [`RequestSigner`] afresh for every attempt. Requests to S3 Express
+//!    zonal endpoints sign with a session, made ready before each attempt
+//!    ([`s3express`]).
 //! 5. The response streams back frame by frame; when it ends, one access-log
 //!    event and the request metrics are recorded.
 //!
@@ -23,6 +25,7 @@ pub mod body;
 pub mod chunked;
 pub mod error;
 pub mod prepare;
+pub mod s3express;
 pub mod signer;
 
 use std::collections::BTreeMap;
@@ -52,6 +55,7 @@ use body::{buffer_capped, ClientBody, StreamEnd, Tapped};
 use chunked::{ChunkChain, Resigned};
 use error::ProxyError;
 use prepare::{strip_request_headers, strip_response_headers, upstream_uri, CONTENT_SHA256};
+use s3express::{signs_with_session, SessionAuth, Sessions};
 use signer::{RequestPayload, RequestSigner};
 
 /// With [`PayloadMode::Auto`], S3 bodies up to this size with a known length
@@ -193,24 +197,32 @@ fn lost_credentials(
         .collect()
 }
 
-/// The running proxy: the current state, the upstream client, metrics and
-/// the signer with its key cache.
+/// The running proxy: the current state, the upstream client, metrics, the
+/// signer with its key cache and the S3 Express sessions (kept across reloads).
 pub struct Proxy {
     state: ArcSwap<ProxyState>,
     upstream: Upstream,
     metrics: Arc<Metrics>,
     signer: Arc<Signer>,
+    sessions: Arc<Sessions>,
     in_flight: Arc<AtomicU64>,
 }
 
 impl Proxy {
     /// A proxy serving `state`.
     pub fn new(state: ProxyState, upstream: Upstream, metrics: Arc<Metrics>) -> Self {
+        let signer = Arc::new(Signer::new());
+        let sessions = Arc::new(Sessions::new(
+            upstream.clone(),
+            signer.clone(),
+            metrics.clone(),
+        ));
         Self {
             state: ArcSwap::from_pointee(state),
             upstream,
             metrics,
-            signer: Arc::new(Signer::new()),
+            signer,
+            sessions,
             in_flight: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -422,6 +434,26 @@ impl Proxy {
                 .headers
                 .insert(CONTENT_LENGTH, http::HeaderValue::from(b.len()));
         }
+        // Requests to S3 Express zonal endpoints sign with a session, all but
+        // the few operations that take the IAM credentials.
+        let session = match &target.s3express_session {
+            Some(root)
+                if signs_with_session(
+                    &parts.method,
+                    &target.path,
+                    parts.uri.query(),
+                    &parts.headers,
+                    root,
+                ) =>
+            {
+                Some(SessionAuth::new(
+                    self.sessions.clone(),
+                    target,
+                    credentials.clone(),
+                ))
+            }
+            _ => None,
+        };
         let signer = RequestSigner::new(
             credentials,
             self.signer.clone(),
@@ -430,6 +462,7 @@ impl Proxy {
             &parts.headers,
             chain,
             exchange.attempts.clone(),
+            session,
         );
         let request = OutboundRequest {
             parts,

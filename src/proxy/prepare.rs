@@ -26,13 +26,16 @@ const HOP_BY_HOP: &[HeaderName] = &[
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Client headers that signing owns ([`sigv4::SIGNING_HEADERS`] but the
-/// payload hash): whatever the client sent is replaced (`x-amz-region-set`
-/// is SigV4a's; on a SigV4 route it would only be dead weight).
-pub(crate) const SIGNING_OWNED: [HeaderName; 4] = [
+/// payload hash, and the S3 Express session token): whatever the client sent
+/// is replaced (`x-amz-region-set` is SigV4a's; on a SigV4 route it would
+/// only be dead weight; `x-amz-s3session-token` is set only on requests
+/// signed with an S3 Express session).
+pub(crate) const SIGNING_OWNED: [HeaderName; 5] = [
     HeaderName::from_static(sigv4::AUTHORIZATION),
     HeaderName::from_static(sigv4::X_AMZ_DATE),
     HeaderName::from_static(sigv4::X_AMZ_SECURITY_TOKEN),
     HeaderName::from_static(sigv4::X_AMZ_REGION_SET),
+    HeaderName::from_static(super::s3express::X_AMZ_S3SESSION_TOKEN),
 ];
 
 /// The payload-hash header, owned by signing except in aws-chunked modes,
@@ -95,7 +98,7 @@ fn names_a_header(token: &str) -> bool {
 
 /// Prepares the headers of a request bound upstream: drops hop-by-hop headers
 /// and everything signing owns (the client's `Authorization`, `X-Amz-Date`,
-/// `X-Amz-Security-Token`, `X-Amz-Region-Set`, and `X-Amz-Content-Sha256`
+/// `X-Amz-Security-Token`, `X-Amz-Region-Set`, `X-Amz-S3session-Token`, and `X-Amz-Content-Sha256`
 /// unless `keep_content_sha256` is set for aws-chunked bodies), and sets
 /// `Host` to the upstream's.
 pub fn strip_request_headers(
@@ -215,6 +218,7 @@ mod tests {
             ("authorization", "AWS4-HMAC-SHA256 Credential=client"),
             ("x-amz-date", "20200101T000000Z"),
             ("x-amz-security-token", "client-token"),
+            ("x-amz-s3session-token", "client-session-token"),
             ("x-amz-content-sha256", "abc"),
             ("x-amz-target", "DynamoDB_20120810.ListTables"),
         ]);
@@ -224,6 +228,7 @@ mod tests {
         assert!(h.get("authorization").is_none());
         assert!(h.get("x-amz-date").is_none());
         assert!(h.get("x-amz-security-token").is_none());
+        assert!(h.get("x-amz-s3session-token").is_none());
         assert!(h.get("x-amz-content-sha256").is_none());
         assert_eq!(
             h.get("x-amz-target").unwrap(),

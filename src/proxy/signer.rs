@@ -3,6 +3,8 @@
 //! Every attempt reads the current credentials snapshot (never waiting for a
 //! refresh), takes a new `X-Amz-Date`, and signs exactly the headers that will
 //! be sent, less the route's exclude list. `x-amz-*` headers are always signed.
+//! A request to an S3 Express zonal endpoint signs with the session its
+//! `SessionAuth` made ready before the attempt instead.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use crate::sigv4::{AmzDate, PayloadHash, SignedHeaders, Signer, SigningParams, S
 use crate::upstream::{AttemptSigner, SignFailure};
 
 use super::chunked::ChunkChain;
+use super::s3express::SessionAuth;
 
 /// The payload hash one request is signed with, owned across attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +67,16 @@ pub struct RequestSigner {
     payload: RequestPayload,
     chain: Option<ChunkChain>,
     attempts: Arc<AtomicU32>,
+    /// Set when the request signs with an S3 Express session.
+    session: Option<SessionAuth>,
 }
 
 impl RequestSigner {
     /// A signer for a request to `target` whose forwarded headers are
-    /// `headers`; `attempts` counts the attempts signed.
-    pub fn new(
+    /// `headers`; `attempts` counts the attempts signed. With `session`, each
+    /// attempt signs with that S3 Express session instead of `credentials`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
         credentials: CredentialsHandle,
         signer: Arc<Signer>,
         target: &Target,
@@ -77,6 +84,7 @@ impl RequestSigner {
         headers: &HeaderMap,
         chain: Option<ChunkChain>,
         attempts: Arc<AtomicU32>,
+        session: Option<SessionAuth>,
     ) -> Self {
         let mut settings = SigningSettings::for_service(&target.service);
         settings.algorithm = target.algorithm;
@@ -100,16 +108,20 @@ impl RequestSigner {
             payload,
             chain,
             attempts,
+            session,
         }
     }
 }
 
 impl AttemptSigner for RequestSigner {
     fn sign(&self, parts: &mut http::request::Parts) -> Result<(), SignFailure> {
-        let credentials = self
-            .credentials
-            .current()
-            .map_err(|e| SignFailure::CredentialsUnavailable(e.reason))?;
+        let credentials = match &self.session {
+            None => self
+                .credentials
+                .current()
+                .map_err(|e| SignFailure::CredentialsUnavailable(e.reason))?,
+            Some(session) => session.for_attempt(&mut parts.headers)?,
+        };
         self.attempts.fetch_add(1, Ordering::Relaxed);
         // Every attempt is a fresh copy of the unsigned head (the client's
         // signing headers were stripped in `prepare`); signing inserts its own.
@@ -141,5 +153,10 @@ impl AttemptSigner for RequestSigner {
             }
         }
         Ok(())
+    }
+
+    fn prepare(&self) -> Option<futures_util::future::BoxFuture<'_, Result<(), SignFailure>>> {
+        let session = self.session.as_ref()?;
+        Some(Box::pin(session.prepare()))
     }
 }

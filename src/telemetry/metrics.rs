@@ -73,6 +73,9 @@ pub mod names {
     pub const TIMEOUTS_TOTAL: &str = "signet_timeouts_total";
     /// Counter: requests shed (rejected for overload), by `route`.
     pub const SHED_REQUESTS_TOTAL: &str = "signet_shed_requests_total";
+    /// Counter: S3 Express CreateSession outcomes, by `route` and `outcome`
+    /// (`created` or `failed`).
+    pub const S3EXPRESS_SESSIONS_TOTAL: &str = "signet_s3express_sessions_total";
     /// Gauge: seconds until the current credentials expire, by `source`.
     pub const CREDENTIALS_EXPIRY_SECONDS: &str = "signet_credentials_expiry_seconds";
     /// Counter: failed credential refreshes, by `source`.
@@ -126,6 +129,12 @@ struct RetryLabels {
 struct TimeoutLabels {
     route: String,
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    route: String,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -228,6 +237,7 @@ pub struct Metrics {
     backoff: Family<RouteLabels, Histogram, fn() -> Histogram>,
     timeouts: Family<TimeoutLabels, Counter>,
     shed: Family<RouteLabels, Counter>,
+    s3express_sessions: Family<SessionLabels, Counter>,
     client_connections: Gauge,
     closed_idle: Counter,
     credentials: Arc<RwLock<Vec<CredentialGauge>>>,
@@ -392,6 +402,12 @@ impl Metrics {
             "Requests rejected because the route or process was overloaded, by route.",
             shed.clone(),
         );
+        let s3express_sessions = Family::<SessionLabels, Counter>::default();
+        registry.register(
+            "signet_s3express_sessions",
+            "S3 Express sessions signet asked for with CreateSession, by route and outcome (created, failed).",
+            s3express_sessions.clone(),
+        );
         let client_connections = Gauge::default();
         registry.register(
             "signet_client_connections",
@@ -426,6 +442,7 @@ impl Metrics {
             backoff,
             timeouts,
             shed,
+            s3express_sessions,
             client_connections,
             closed_idle,
             credentials,
@@ -538,6 +555,17 @@ impl Metrics {
     /// Counts a request on `route` rejected because of overload.
     pub fn request_shed(&self, route: &str) {
         self.shed.get_or_create(&self::route(route)).inc();
+    }
+
+    /// Counts an S3 Express CreateSession on `route` that `created` a session
+    /// or failed.
+    pub fn s3express_session(&self, route: &str, created: bool) {
+        self.s3express_sessions
+            .get_or_create(&SessionLabels {
+                route: route.to_owned(),
+                outcome: if created { "created" } else { "failed" },
+            })
+            .inc();
     }
 
     /// Replaces the per-source credential state exported on the next scrape.
@@ -802,6 +830,23 @@ mod tests {
     }
 
     #[test]
+    fn s3express_sessions_are_counted_by_route_and_outcome() {
+        let m = Metrics::new();
+        m.s3express_session("zonal", true);
+        m.s3express_session("zonal", true);
+        m.s3express_session("zonal", false);
+        let count = |outcome| {
+            value(
+                &m,
+                names::S3EXPRESS_SESSIONS_TOTAL,
+                &[("route", "zonal"), ("outcome", outcome)],
+            )
+        };
+        assert_eq!(count("created"), Some(2.0));
+        assert_eq!(count("failed"), Some(1.0));
+    }
+
+    #[test]
     fn upstream_attempts_retries_timeouts_and_shedding_are_labelled() {
         let m = Metrics::new();
         m.upstream_attempt("r");
@@ -996,6 +1041,7 @@ mod tests {
             names::UPSTREAM_BACKOFF_SECONDS,
             "signet_timeouts",
             "signet_shed_requests",
+            "signet_s3express_sessions",
             names::CLIENT_CONNECTIONS,
             "signet_client_connections_closed_idle",
             names::CREDENTIALS_EXPIRY_SECONDS,
