@@ -1,0 +1,703 @@
+//! S3 Express One Zone session authentication end to end through the real
+//! `signet` binary, against a stand-in zonal endpoint that checks every
+//! signature with the `aws-sigv4` crate:
+//! - it answers CreateSession (`GET /?session`) only when signed with the IAM
+//!   credentials for the service `s3express`, issuing session credentials
+//!   that expire soon;
+//! - it accepts data requests only when signed with a session's secret for
+//!   `s3express`, carrying that session's token in `x-amz-s3session-token`
+//!   and no `x-amz-security-token`;
+//! - it accepts CopyObject, UploadPartCopy and HeadBucket only when signed
+//!   with the IAM credentials.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+
+/// The directory bucket's zonal endpoint signet signs for.
+const ZONAL: &str = "photos--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com";
+
+/// A session the stand-in issued.
+#[derive(Clone, Debug)]
+struct Issued {
+    access_key_id: String,
+    secret: String,
+    token: String,
+    expires_at: SystemTime,
+}
+
+/// How the stand-in classified a request it accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    CreateSession,
+    /// Signed with the session of this access key id.
+    Session(String),
+    /// Signed with the IAM credentials.
+    Iam,
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    kind: Kind,
+    method: String,
+    path: String,
+    headers: http::HeaderMap,
+}
+
+/// The stand-in zonal endpoint's state.
+struct Zonal {
+    keys: Keyring,
+    /// How long the sessions it issues last.
+    lifetime: Mutex<Duration>,
+    /// Answer CreateSession with 403 AccessDenied.
+    refuse_sessions: AtomicBool,
+    issued: Mutex<Vec<Issued>>,
+    objects: Mutex<HashMap<String, Bytes>>,
+    calls: Mutex<Vec<Call>>,
+    /// Requests whose signature verified but that the endpoint refused.
+    refused: Mutex<Vec<String>>,
+}
+
+impl Zonal {
+    fn new(lifetime: Duration) -> Arc<Zonal> {
+        Arc::new(Zonal {
+            keys: Keyring::with_test_key(),
+            lifetime: Mutex::new(lifetime),
+            refuse_sessions: AtomicBool::new(false),
+            issued: Mutex::new(Vec::new()),
+            objects: Mutex::new(HashMap::new()),
+            calls: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn issued(&self) -> Vec<Issued> {
+        self.issued.lock().unwrap().clone()
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn creates(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.kind == Kind::CreateSession)
+            .count()
+    }
+
+    fn assert_nothing_refused(&self) {
+        let refused = self.refused.lock().unwrap();
+        assert!(
+            refused.is_empty(),
+            "the zonal endpoint refused: {refused:#?}"
+        );
+    }
+
+    fn refuse(&self, seen: &Seen, why: &str) -> Response<UpBody> {
+        self.refused
+            .lock()
+            .unwrap()
+            .push(format!("{} {}: {why}", seen.method, seen.path_and_query));
+        error(StatusCode::FORBIDDEN, "AccessDenied", why)
+    }
+
+    fn record(&self, kind: Kind, seen: &Seen) {
+        self.calls.lock().unwrap().push(Call {
+            kind,
+            method: seen.method.clone(),
+            path: seen.path_and_query.clone(),
+            headers: seen.headers.clone(),
+        });
+    }
+
+    /// Answers a request whose signature verified.
+    fn answer(&self, seen: &Seen) -> Response<UpBody> {
+        if seen.service != "s3express" || seen.region != "us-west-2" {
+            return self.refuse(seen, "not signed for s3express in us-west-2");
+        }
+        if seen.headers.get("host").and_then(|h| h.to_str().ok()) != Some(ZONAL) {
+            return self.refuse(seen, "not signed for the bucket's host");
+        }
+        let path = seen.path_and_query.as_str();
+        let copy = seen.method == "PUT" && seen.headers.contains_key("x-amz-copy-source");
+        let head_bucket = seen.method == "HEAD" && path == "/";
+        if seen.method == "GET" && path == "/?session" {
+            self.create_session(seen)
+        } else if copy || head_bucket {
+            self.iam_operation(seen, copy)
+        } else {
+            self.data(seen)
+        }
+    }
+
+    fn create_session(&self, seen: &Seen) -> Response<UpBody> {
+        if seen.access_key_id != AKID {
+            return self.refuse(seen, "CreateSession not signed with the IAM credentials");
+        }
+        if seen.headers.contains_key("x-amz-s3session-token") {
+            return self.refuse(seen, "CreateSession carries a session token");
+        }
+        self.record(Kind::CreateSession, seen);
+        if self.refuse_sessions.load(Ordering::SeqCst) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "s3express:CreateSession is not allowed",
+            );
+        }
+        let mut issued = self.issued.lock().unwrap();
+        let n = issued.len() + 1;
+        let session = Issued {
+            access_key_id: format!("ASIAZONALSESSION{n:04}"),
+            // Characters XML escapes, to be decoded on the way.
+            secret: format!("zonal/Session+Secret&{n:04}<key>"),
+            token: format!("zonal-session-token-{n:04}&AQoDYXdzEJr\"1\""),
+            expires_at: SystemTime::now() + *self.lifetime.lock().unwrap(),
+        };
+        self.keys.add(&session.access_key_id, &session.secret, None);
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <CreateSessionResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Credentials>\
+             <SessionToken>{}</SessionToken>\
+             <SecretAccessKey>{}</SecretAccessKey>\
+             <AccessKeyId>{}</AccessKeyId>\
+             <Expiration>{}</Expiration>\
+             </Credentials></CreateSessionResult>",
+            xml_escape(&session.token),
+            xml_escape(&session.secret),
+            session.access_key_id,
+            iso8601(session.expires_at)
+        );
+        issued.push(session);
+        Response::builder()
+            .header("content-type", "application/xml")
+            .body(full(body))
+            .unwrap()
+    }
+
+    fn iam_operation(&self, seen: &Seen, copy: bool) -> Response<UpBody> {
+        if seen.access_key_id != AKID {
+            return self.refuse(seen, "CopyObject and HeadBucket take the IAM credentials");
+        }
+        if seen.headers.contains_key("x-amz-s3session-token") {
+            return self.refuse(seen, "an IAM-signed request carries a session token");
+        }
+        self.record(Kind::Iam, seen);
+        if !copy {
+            return Response::builder()
+                .header("x-amz-bucket-region", "us-west-2")
+                .body(full(Bytes::new()))
+                .unwrap();
+        }
+        let source = seen.headers["x-amz-copy-source"].to_str().unwrap();
+        let key = source.split_once('/').map_or(source, |(_, k)| k);
+        let data = self
+            .objects
+            .lock()
+            .unwrap()
+            .get(&format!("/{key}"))
+            .cloned();
+        let Some(data) = data else {
+            return error(StatusCode::NOT_FOUND, "NoSuchKey", "no such source");
+        };
+        let target = seen.path_and_query.split('?').next().unwrap().to_string();
+        self.objects.lock().unwrap().insert(target, data);
+        Response::builder()
+            .body(full(
+                "<CopyObjectResult><ETag>\"e\"</ETag></CopyObjectResult>",
+            ))
+            .unwrap()
+    }
+
+    fn data(&self, seen: &Seen) -> Response<UpBody> {
+        let session = self
+            .issued()
+            .into_iter()
+            .find(|s| s.access_key_id == seen.access_key_id);
+        let Some(session) = session else {
+            return self.refuse(seen, "a data request not signed with a session key");
+        };
+        let tokens: Vec<&[u8]> = seen
+            .headers
+            .get_all("x-amz-s3session-token")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        if tokens != [session.token.as_bytes()] {
+            return self.refuse(seen, "x-amz-s3session-token is not the session's token");
+        }
+        if seen.headers.contains_key("x-amz-security-token") {
+            return self.refuse(
+                seen,
+                "a session-signed request carries x-amz-security-token",
+            );
+        }
+        if SystemTime::now() >= session.expires_at {
+            return self.refuse(seen, "the session has expired");
+        }
+        self.record(Kind::Session(session.access_key_id), seen);
+        let path = seen.path_and_query.split('?').next().unwrap().to_string();
+        match seen.method.as_str() {
+            "PUT" => {
+                self.objects.lock().unwrap().insert(path, seen.body.clone());
+                Response::builder()
+                    .header("etag", "\"e\"")
+                    .body(full(Bytes::new()))
+                    .unwrap()
+            }
+            "GET" if path == "/" => Response::builder()
+                .body(full("<ListBucketResult></ListBucketResult>"))
+                .unwrap(),
+            "GET" => match self.objects.lock().unwrap().get(&path) {
+                Some(data) => Response::builder().body(full(data.clone())).unwrap(),
+                None => error(StatusCode::NOT_FOUND, "NoSuchKey", "no such key"),
+            },
+            _ => Response::builder().body(full(Bytes::new())).unwrap(),
+        }
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<UpBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/xml")
+        .body(full(format!(
+            "<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        )))
+        .unwrap()
+}
+
+fn xml_escape(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `2026-11-24T12:00:00Z`.
+fn iso8601(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A stand-in zonal endpoint answering after `delay`.
+async fn start_zonal(zonal: &Arc<Zonal>, delay: Duration) -> Upstream {
+    let z = zonal.clone();
+    Upstream::start_delayed(
+        zonal.keys.clone(),
+        Arc::new(move |seen: &Seen| z.answer(seen)),
+        delay,
+    )
+    .await
+}
+
+/// One route to `upstream`, signed as the zonal host (service and region
+/// derived from it; sessions on by default).
+fn zonal_config(upstream: &str) -> String {
+    format!(
+        r#"
+[[routes]]
+name = "zonal"
+path_prefix = "/"
+upstream = "{upstream}"
+sign_host = "{ZONAL}"
+retry = {{ base_backoff = "1ms" }}
+"#
+    )
+}
+
+fn put(signet: &Signet, path: &str, body: impl Into<Bytes>) -> Request<UpBody> {
+    Request::put(format!("{}{path}", signet.url()))
+        .body(full(body.into()))
+        .unwrap()
+}
+
+async fn metrics_text(signet: &Signet) -> String {
+    let (status, _, body) = get(&format!("{}/metrics", signet.admin_url())).await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+fn sessions_counted(metrics: &str, outcome: &str) -> f64 {
+    signet::telemetry::metrics::sample(
+        metrics,
+        "signet_s3express_sessions_total",
+        &[("route", "zonal"), ("outcome", outcome)],
+    )
+    .unwrap_or(0.0)
+}
+
+const LONG: Duration = Duration::from_secs(300);
+
+#[tokio::test]
+async fn puts_and_gets_objects_signed_with_one_session() {
+    let zonal = Zonal::new(LONG);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+
+    // A small body (signed payload) and a large one (streamed unsigned).
+    let small: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let large: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    for (path, data) in [("/small.bin", &small), ("/dir/large.bin", &large)] {
+        let (status, _, body) = send(put(&signet, path, data.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let (status, _, body) = get(&format!("{}{path}", signet.url())).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body == data.as_slice(), "{path}: bytes differ");
+    }
+    let (status, _, _) = get(&format!("{}/?list-type=2&prefix=dir/", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    let issued = zonal.issued();
+    assert_eq!(issued.len(), 1, "one session serves them all");
+    let calls = zonal.calls();
+    assert_eq!(calls[0].kind, Kind::CreateSession);
+    assert_eq!(calls[0].path, "/?session");
+    assert_eq!(
+        calls[0].headers["x-amz-security-token"].as_bytes(),
+        TOKEN.as_bytes(),
+        "CreateSession carries the IAM session token"
+    );
+    let data: Vec<&Call> = calls[1..].iter().collect();
+    assert_eq!(data.len(), 5);
+    for call in data {
+        assert_eq!(
+            call.kind,
+            Kind::Session(issued[0].access_key_id.clone()),
+            "{} {}",
+            call.method,
+            call.path
+        );
+        assert!(!call.headers.contains_key("x-amz-security-token"));
+    }
+    let seen = up.seen();
+    assert!(seen[1..].iter().all(|s| s
+        .signed_headers
+        .iter()
+        .any(|h| h == "x-amz-s3session-token")));
+    let metrics = metrics_text(&signet).await;
+    assert_eq!(sessions_counted(&metrics, "created"), 1.0);
+    assert_eq!(sessions_counted(&metrics, "failed"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_one_create_session() {
+    let zonal = Zonal::new(LONG);
+    // Every answer takes a while, so the requests overlap the CreateSession.
+    let up = start_zonal(&zonal, Duration::from_millis(300)).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let request = put(&signet, &format!("/k{i}"), format!("object {i}"));
+        tasks.push(tokio::spawn(send(request)));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().0, StatusCode::OK);
+    }
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    assert_eq!(zonal.creates(), 1, "one CreateSession for 24 requests");
+    assert_eq!(zonal.objects.lock().unwrap().len(), 24);
+}
+
+#[tokio::test]
+async fn replaces_a_session_shortly_before_it_expires() {
+    // Sessions that last 63 s: fresh for about 3 s, then due for replacement
+    // (signet replaces a session with less than a minute left).
+    let zonal = Zonal::new(Duration::from_secs(63));
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+    assert_eq!(send(put(&signet, "/a", "a")).await.0, StatusCode::OK);
+    assert_eq!(send(put(&signet, "/b", "b")).await.0, StatusCode::OK);
+    assert_eq!(zonal.creates(), 1, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(send(put(&signet, "/c", "c")).await.0, StatusCode::OK);
+    assert_eq!(send(put(&signet, "/d", "d")).await.0, StatusCode::OK);
+
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    let issued = zonal.issued();
+    assert_eq!(issued.len(), 2, "replaced once");
+    let used: Vec<Kind> = zonal
+        .calls()
+        .into_iter()
+        .filter(|c| c.kind != Kind::CreateSession)
+        .map(|c| c.kind)
+        .collect();
+    let first = Kind::Session(issued[0].access_key_id.clone());
+    let second = Kind::Session(issued[1].access_key_id.clone());
+    assert_eq!(used, [first.clone(), first, second.clone(), second]);
+    let metrics = metrics_text(&signet).await;
+    assert_eq!(sessions_counted(&metrics, "created"), 2.0);
+}
+
+#[tokio::test]
+async fn copies_head_bucket_and_create_session_sign_with_iam_credentials() {
+    let zonal = Zonal::new(LONG);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+    assert_eq!(
+        send(put(&signet, "/src.txt", "source")).await.0,
+        StatusCode::OK
+    );
+    let copy = Request::put(format!("{}/dst.txt", signet.url()))
+        .header("x-amz-copy-source", format!("{ZONAL}/src.txt"))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = send(copy).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let part_copy = Request::put(format!("{}/big.bin?partNumber=1&uploadId=u1", signet.url()))
+        .header("x-amz-copy-source", format!("{ZONAL}/src.txt"))
+        .body(full(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(part_copy).await.0, StatusCode::OK);
+    let head = Request::head(format!("{}/", signet.url()))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let (status, headers, _) = send(head).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-amz-bucket-region"], "us-west-2");
+    // A client's own CreateSession goes through, signed with the IAM credentials.
+    let (status, _, body) = get(&format!("{}/?session", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("<CreateSessionResult"));
+    let (status, _, body) = get(&format!("{}/dst.txt", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[..], b"source");
+
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    let kinds: Vec<(String, Kind)> = zonal
+        .calls()
+        .into_iter()
+        .map(|c| (format!("{} {}", c.method, c.path), c.kind))
+        .collect();
+    let session = Kind::Session("ASIAZONALSESSION0001".into());
+    assert_eq!(
+        kinds,
+        [
+            ("GET /?session".to_string(), Kind::CreateSession),
+            ("PUT /src.txt".to_string(), session.clone()),
+            ("PUT /dst.txt".to_string(), Kind::Iam),
+            (
+                "PUT /big.bin?partNumber=1&uploadId=u1".to_string(),
+                Kind::Iam
+            ),
+            ("HEAD /".to_string(), Kind::Iam),
+            ("GET /?session".to_string(), Kind::CreateSession),
+            ("GET /dst.txt".to_string(), session),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn replaces_a_client_supplied_session_token() {
+    let zonal = Zonal::new(LONG);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+    let request = Request::put(format!("{}/k", signet.url()))
+        .header("x-amz-s3session-token", "client-session-token")
+        .header("x-amz-security-token", "client-security-token")
+        .body(full("v"))
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    let call = zonal.calls().pop().unwrap();
+    let tokens: Vec<_> = call
+        .headers
+        .get_all("x-amz-s3session-token")
+        .iter()
+        .collect();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].as_bytes(), zonal.issued()[0].token.as_bytes());
+    assert!(!call.headers.contains_key("x-amz-security-token"));
+}
+
+#[tokio::test]
+async fn a_refused_create_session_answers_502_and_forwards_nothing() {
+    let zonal = Zonal::new(LONG);
+    zonal.refuse_sessions.store(true, Ordering::SeqCst);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+    for _ in 0..2 {
+        let (status, headers, body) = send(put(&signet, "/k", "v")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(headers["x-signet-error"], "s3express_session");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "s3express_session");
+        assert_eq!(
+            body["message"],
+            "no S3 Express session: CreateSession answered 403 AccessDenied"
+        );
+    }
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    // A failure is not cached: each request asked again; no data request went.
+    let calls = zonal.calls();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.kind == Kind::CreateSession));
+    assert!(zonal.objects.lock().unwrap().is_empty());
+    let metrics = metrics_text(&signet).await;
+    assert_eq!(sessions_counted(&metrics, "failed"), 2.0);
+    assert_eq!(sessions_counted(&metrics, "created"), 0.0);
+
+    // Once CreateSession is allowed, the next request gets a session.
+    zonal.refuse_sessions.store(false, Ordering::SeqCst);
+    assert_eq!(send(put(&signet, "/k", "v")).await.0, StatusCode::OK);
+    zonal.assert_nothing_refused();
+}
+
+#[tokio::test]
+async fn an_unreachable_zonal_endpoint_answers_502_s3express_session() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let signet = Signet::start(&zonal_config(&url));
+    let (status, headers, body) = send(put(&signet, "/k", "v")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(headers["x-signet-error"], "s3express_session");
+    let message = String::from_utf8_lossy(&body);
+    assert!(
+        message.contains("no S3 Express session: CreateSession failed: upstream unreachable"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn without_iam_credentials_answers_503_and_sends_nothing() {
+    let zonal = Zonal::new(LONG);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let config = format!(
+        "[credentials.default]\nkind = \"environment\"\n{}",
+        zonal_config(&up.url())
+    );
+    let signet = Signet::start_with_env(&config, &[], &[]);
+    let (status, headers, _) = send(put(&signet, "/k", "v")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["x-signet-error"], "credentials_unavailable");
+    assert!(up.seen().is_empty() && up.rejected().is_empty());
+    assert!(zonal.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs_or_metrics_at_trace_level() {
+    // Short sessions, so that one is replaced during the run too.
+    let zonal = Zonal::new(Duration::from_secs(62));
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start_with_env(
+        &zonal_config(&up.url()),
+        &[
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_SESSION_TOKEN", TOKEN),
+            ("RUST_LOG", "trace"),
+        ],
+        &["--log-level", "trace"],
+    );
+    assert_eq!(send(put(&signet, "/a", "a")).await.0, StatusCode::OK);
+    let copy = Request::put(format!("{}/b", signet.url()))
+        .header("x-amz-copy-source", format!("{ZONAL}/a"))
+        .body(full(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(copy).await.0, StatusCode::OK);
+    // The session is now due for replacement; the refresh is refused, and
+    // the session, still valid for most of a minute, serves on.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    zonal.refuse_sessions.store(true, Ordering::SeqCst);
+    let (status, _, body) = get(&format!("{}/b", signet.url())).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"a"[..]));
+    // The next request replaces it.
+    zonal.refuse_sessions.store(false, Ordering::SeqCst);
+    let (status, _, _) = get(&format!("{}/a", signet.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    assert_eq!(zonal.issued().len(), 2, "a session was replaced");
+    assert_eq!(zonal.creates(), 3, "created, refused, created");
+    eventually("four access lines", || {
+        signet
+            .logs()
+            .iter()
+            .filter(|l| l.contains("\"target\":\"signet::access\""))
+            .count()
+            == 4
+    })
+    .await;
+
+    let mut secrets: Vec<String> = vec![SECRET.into(), TOKEN.into()];
+    for session in zonal.issued() {
+        secrets.push(xml_escape(&session.secret));
+        secrets.push(xml_escape(&session.token));
+        secrets.push(session.secret);
+        secrets.push(session.token);
+    }
+    for seen in up.seen() {
+        let auth = seen.headers["authorization"].to_str().unwrap().to_string();
+        secrets.push(auth.rsplit("Signature=").next().unwrap().to_string());
+    }
+    let logs = signet.logs();
+    assert!(logs.iter().any(|l| l.contains("\"level\":\"TRACE\"")));
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("S3 Express session created")),
+        "session creation is logged"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("S3 Express CreateSession failed") && l.contains("AccessDenied")),
+        "the refused refresh is logged"
+    );
+    let metrics = metrics_text(&signet).await;
+    for secret in &secrets {
+        for line in &logs {
+            assert!(
+                !line.contains(secret.as_str()),
+                "secret {secret:.12}… leaked in log line: {line}"
+            );
+        }
+        assert!(!metrics.contains(secret.as_str()), "secret in metrics");
+    }
+}
+
+#[test]
+fn formats_expiration_times_as_s3_does() {
+    assert_eq!(
+        iso8601(UNIX_EPOCH + Duration::from_secs(1_795_521_600)),
+        "2026-11-24T12:00:00Z"
+    );
+    assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    assert_eq!(
+        iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661)),
+        "2000-02-29T01:01:01Z"
+    );
+}
