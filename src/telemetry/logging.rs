@@ -321,11 +321,13 @@ pub fn upstream_request_id(headers: &http::HeaderMap) -> Option<&str> {
 
 /// Query parameters whose values are secret (compared case-insensitively):
 /// the SigV4 presigning signature, credential scope (it names the access key)
-/// and session token, plus SigV2's signature.
-const SECRET_QUERY_KEYS: [&str; 4] = [
+/// and session token, the S3 Express session token of presigned URLs to zonal
+/// endpoints, plus SigV2's signature.
+const SECRET_QUERY_KEYS: [&str; 5] = [
     "x-amz-signature",
     "x-amz-credential",
     "x-amz-security-token",
+    "x-amz-s3session-token",
     "signature",
 ];
 
@@ -337,8 +339,8 @@ fn is_secret_query_key(raw_key: &str) -> bool {
 }
 
 /// Replaces the values of `X-Amz-Signature`, `X-Amz-Credential`,
-/// `X-Amz-Security-Token` (and SigV2 `Signature`) query parameters with
-/// [`REDACTED`]. Keys match case-insensitively, also when percent-encoded.
+/// `X-Amz-Security-Token`, `X-Amz-S3session-Token` (and SigV2 `Signature`)
+/// query parameters with [`REDACTED`]. Keys match case-insensitively, also when percent-encoded.
 /// Borrows when there is nothing to redact.
 ///
 /// ```
@@ -422,6 +424,7 @@ mod tests {
     const SIGNATURE: &str = "fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024";
     const CREDENTIAL: &str = "AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request";
     const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLETOKEN";
+    const S3_SESSION_TOKEN: &str = "AgAAAExpressZonalSessionEXAMPLE";
 
     #[test]
     fn redacts_presigned_query_values_and_keeps_the_rest() {
@@ -438,11 +441,31 @@ mod tests {
     }
 
     #[test]
+    fn redacts_the_session_token_of_presigned_s3_express_urls() {
+        let input = format!(
+            "/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={CREDENTIAL}\
+             &X-Amz-Date=20150830T123600Z&X-Amz-S3session-Token={S3_SESSION_TOKEN}\
+             &X-Amz-Signature={SIGNATURE}"
+        );
+        assert_eq!(
+            redact_query(&input),
+            "/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED\
+             &X-Amz-Date=20150830T123600Z&X-Amz-S3session-Token=REDACTED\
+             &X-Amz-Signature=REDACTED"
+        );
+    }
+
+    #[test]
     fn redacts_query_keys_in_any_case_and_percent_encoded() {
-        let input =
-            format!("/p?x-amz-signature={SIGNATURE}&X%2DAmz%2DSecurity%2DToken={TOKEN}&a=b");
+        let input = format!(
+            "/p?x-amz-signature={SIGNATURE}&X%2DAmz%2DSecurity%2DToken={TOKEN}\
+             &x-amz-s3session-token={S3_SESSION_TOKEN}&X%2Damz%2DS3SESSION%2Dtoken={S3_SESSION_TOKEN}&a=b"
+        );
         let out = redact_query(&input);
-        assert!(!out.contains(SIGNATURE) && !out.contains(TOKEN), "{out}");
+        assert!(
+            !out.contains(SIGNATURE) && !out.contains(TOKEN) && !out.contains(S3_SESSION_TOKEN),
+            "{out}"
+        );
         assert!(out.ends_with("&a=b"));
     }
 
@@ -477,7 +500,10 @@ mod tests {
                 service: "s3",
                 region: "eu-west-1",
                 method: "GET",
-                path: &format!("/b/k?X-Amz-Signature={SIGNATURE}&X-Amz-Security-Token={TOKEN}"),
+                path: &format!(
+                    "/b/k?X-Amz-Signature={SIGNATURE}&X-Amz-Security-Token={TOKEN}\
+                     &X-Amz-S3session-Token={S3_SESSION_TOKEN}"
+                ),
                 status: 200,
                 attempts: 2,
                 latency: Duration::from_millis(15),
@@ -501,9 +527,12 @@ mod tests {
         assert_eq!(v["upstream_request_id"], "REQ123");
         assert_eq!(
             v["path"],
-            "/b/k?X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED"
+            "/b/k?X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED\
+             &X-Amz-S3session-Token=REDACTED"
         );
-        assert!(!out.contains(SIGNATURE) && !out.contains(TOKEN));
+        assert!(
+            !out.contains(SIGNATURE) && !out.contains(TOKEN) && !out.contains(S3_SESSION_TOKEN)
+        );
     }
 
     #[test]
