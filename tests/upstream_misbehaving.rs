@@ -345,6 +345,8 @@ struct TestSigner {
     calls: AtomicUsize,
     /// The Authorization value of every signing, in order.
     produced: Mutex<Vec<String>>,
+    /// The (status, error code) of every error answer it was told of.
+    rejections: Mutex<Vec<(u16, String)>>,
 }
 
 impl TestSigner {
@@ -354,6 +356,7 @@ impl TestSigner {
             credentials: Mutex::new(("AKIDFIRST".into(), SECRET.into())),
             calls: AtomicUsize::new(0),
             produced: Mutex::new(Vec::new()),
+            rejections: Mutex::new(Vec::new()),
         })
     }
 
@@ -397,6 +400,13 @@ impl AttemptSigner for TestSigner {
         let authorization = parts.headers["authorization"].to_str().unwrap().to_owned();
         self.produced.lock().unwrap().push(authorization);
         Ok(())
+    }
+
+    fn rejected(&self, status: StatusCode, code: &str) {
+        self.rejections
+            .lock()
+            .unwrap()
+            .push((status.as_u16(), code.to_owned()));
     }
 }
 
@@ -721,6 +731,63 @@ async fn retries_400_throttling_exception_json_then_succeeds() {
         1,
         "{:?}",
         recorder.events()
+    );
+}
+
+#[tokio::test]
+async fn tells_the_signer_the_error_code_of_each_error_answer() {
+    let slow_down = "<Error><Code>SlowDown</Code><Message>slow</Message></Error>";
+    let expired = "<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>";
+    let server = FakeUpstream::start(move |n| match n {
+        0 => answer(503, slow_down),
+        1 => answer_with(
+            500,
+            &[("x-amzn-errortype", "InternalFailure:http://x/")],
+            "",
+        ),
+        2 => answer(403, expired),
+        3 => answer(404, ""),
+        _ => answer(200, "<Ok/>"),
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
+    let up = upstream(&recorder);
+    let response = up
+        .send(request(
+            &server.uri("/k"),
+            OutboundBody::Empty,
+            signer.clone(),
+            &policy(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        body_text(response).await,
+        expired,
+        "the client gets it intact"
+    );
+    // An error answer without a code, and a success, are not reported.
+    for want in [StatusCode::NOT_FOUND, StatusCode::OK] {
+        let response = up
+            .send(request(
+                &server.uri("/k"),
+                OutboundBody::Empty,
+                signer.clone(),
+                &policy(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), want);
+    }
+    assert_eq!(
+        *signer.rejections.lock().unwrap(),
+        [
+            (503, "SlowDown".to_owned()),
+            (500, "InternalFailure".to_owned()),
+            (403, "ExpiredToken".to_owned()),
+        ]
     );
 }
 

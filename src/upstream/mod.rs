@@ -85,6 +85,14 @@ pub trait AttemptSigner: Send + Sync {
     fn prepare(&self) -> Option<futures_util::future::BoxFuture<'_, Result<(), SignFailure>>> {
         None
     }
+
+    /// Told of an error answer to an attempt it signed, with the AWS error code
+    /// the retry loop read from it (`x-amzn-ErrorType`, or a small error body
+    /// it reads anyway to classify the answer; answers without a code, and
+    /// successes, are not reported): a signer whose credentials the upstream
+    /// may reject (an S3 Express session) forgets them. The default does
+    /// nothing. Must not block.
+    fn rejected(&self, _status: http::StatusCode, _code: &str) {}
 }
 
 /// The body of an outbound request.

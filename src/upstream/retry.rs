@@ -171,6 +171,8 @@ struct Verdict {
     timeout: bool,
     /// Upstream's Retry-After.
     retry_after: Option<Duration>,
+    /// The AWS error code of an error answer, when one was read.
+    code: Option<String>,
 }
 
 impl Verdict {
@@ -180,6 +182,7 @@ impl Verdict {
             throttled: false,
             timeout: false,
             retry_after: None,
+            code: None,
         }
     }
 }
@@ -196,6 +199,7 @@ fn judge_error(error: &ForwardError) -> Verdict {
         throttled: false,
         timeout,
         retry_after: None,
+        code: None,
     }
 }
 
@@ -218,6 +222,7 @@ fn judge_response(
         throttled: class == ErrorClass::Throttling || status.as_u16() == 429,
         timeout: false,
         retry_after: retry_after(headers),
+        code: None,
     }
 }
 
@@ -238,11 +243,12 @@ async fn classify_response(
         .is_some_and(|n| n > MAX_CLASSIFIED_BODY);
     let header_code = error_code(response.headers(), None);
     if header_code.is_some() || too_large {
-        let verdict = judge_response(
+        let mut verdict = judge_response(
             response.status(),
             response.headers(),
             header_code.as_deref(),
         );
+        verdict.code = header_code;
         return Ok((response, verdict));
     }
     let (parts, mut body) = response.into_parts();
@@ -278,7 +284,8 @@ async fn classify_response(
     }
     let bytes = bytes.freeze();
     let code = error_code(&parts.headers, Some(&bytes));
-    let verdict = judge_response(parts.status, &parts.headers, code.as_deref());
+    let mut verdict = judge_response(parts.status, &parts.headers, code.as_deref());
+    verdict.code = code;
     let body = if only_data {
         let mut replacement = ResponseBody::from_bytes(bytes);
         if let Some(permit) = body.take_permit() {
@@ -598,6 +605,15 @@ pub(crate) async fn send_with_retries(
             }),
             Err(error) => Err(error),
         };
+        if let Ok((
+            response,
+            Verdict {
+                code: Some(code), ..
+            },
+        )) = &outcome
+        {
+            signer.rejected(response.status(), code);
+        }
         let verdict = match &outcome {
             Ok((_, verdict)) => verdict.clone(),
             Err(error) => judge_error(error),
