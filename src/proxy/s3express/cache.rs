@@ -14,8 +14,13 @@
 //!   still has [`MIN_REMAINING`] left, that session serves on.
 //!
 //! The cache holds at most its capacity of entries: expired ones go first,
-//! then the least recently used. A creator that is cancelled (its client went
-//! away) lets its waiters go, and one of them creates the session instead.
+//! then the least recently used. An entry whose session is being created is
+//! never evicted (its creator would store the session nowhere, and the next
+//! request would create it again): when every entry is being created, the
+//! cache holds more than its capacity until those creations end, at most one
+//! entry per creation in progress plus the one being added. A creator that is
+//! cancelled (its client went away) lets its waiters go, and one of them
+//! creates the session instead.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -209,19 +214,20 @@ impl SessionCache {
         }
         if entries.map.len() >= self.capacity {
             // Expired sessions nobody is replacing go first, then the least
-            // recently used entry (its waiters, if any, still get their outcome).
+            // recently used entries no creation is running for (see the
+            // module docs for when there are none).
             entries.map.retain(|_, e| {
                 e.flight.is_some() || e.session.as_ref().is_some_and(|s| s.expires_at() > now)
             });
-            if entries.map.len() >= self.capacity {
+            while entries.map.len() >= self.capacity {
                 let oldest = entries
                     .map
                     .iter()
+                    .filter(|(_, e)| e.flight.is_none())
                     .min_by_key(|(_, e)| e.used)
                     .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    entries.map.remove(&oldest);
-                }
+                let Some(oldest) = oldest else { break };
+                entries.map.remove(&oldest);
             }
         }
         let (guard, flight) = FlightGuard::new(self, key, tick);
@@ -594,6 +600,83 @@ mod tests {
             cache.get(&key(&format!("x{i}")), create).await.unwrap();
         }
         assert_eq!(cache.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn never_evicts_an_entry_whose_session_is_being_created() {
+        let cache = Arc::new(SessionCache::new(2));
+        let (release, released) = watch::channel(false);
+        // "a" is the least recently used entry, but its creation is running.
+        let creating = {
+            let (cache, mut released) = (cache.clone(), released.clone());
+            tokio::spawn(async move {
+                cache
+                    .get(&key("a"), || async move {
+                        let _ = released.wait_for(|r| *r).await;
+                        Ok(session("ASIA-A", LONG))
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        for bucket in ["b", "c"] {
+            cache
+                .get(&key(bucket), || async { Ok(session("ASIA", LONG)) })
+                .await
+                .unwrap();
+        }
+        // "b" went instead, as the least recently used of the others.
+        assert_eq!(cache.len(), 2);
+        release.send_replace(true);
+        assert_eq!(creating.await.unwrap().unwrap().access_key_id(), "ASIA-A");
+        let created = AtomicUsize::new(0);
+        let create = || async {
+            created.fetch_add(1, Ordering::SeqCst);
+            Ok(session("ASIA", LONG))
+        };
+        for bucket in ["a", "c"] {
+            cache.get(&key(bucket), create).await.unwrap();
+        }
+        assert_eq!(created.load(Ordering::SeqCst), 0, "a and c stayed");
+        cache.get(&key("b"), create).await.unwrap();
+        assert_eq!(created.load(Ordering::SeqCst), 1, "b was dropped");
+    }
+
+    #[tokio::test]
+    async fn exceeds_its_capacity_while_every_entry_is_being_created() {
+        let cache = Arc::new(SessionCache::new(1));
+        let (release, released) = watch::channel(false);
+        let mut creations = Vec::new();
+        for bucket in ["a", "b", "c"] {
+            let (cache, mut released) = (cache.clone(), released.clone());
+            creations.push(tokio::spawn(async move {
+                cache
+                    .get(&key(bucket), || async move {
+                        let _ = released.wait_for(|r| *r).await;
+                        Ok(session("ASIA", LONG))
+                    })
+                    .await
+            }));
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cache.len(), 3, "one entry per creation in progress");
+        release.send_replace(true);
+        for creation in creations {
+            creation.await.unwrap().unwrap();
+        }
+        // Each creation stored its session: none is created again.
+        for bucket in ["a", "b", "c"] {
+            cache
+                .get(&key(bucket), || async { unreachable!("cached") })
+                .await
+                .unwrap();
+        }
+        // The next new entry brings the cache back within its capacity.
+        cache
+            .get(&key("d"), || async { Ok(session("ASIA", LONG)) })
+            .await
+            .unwrap();
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]
