@@ -8,7 +8,9 @@
 //!   `s3express`, carrying that session's token in `x-amz-s3session-token`
 //!   and no `x-amz-security-token`;
 //! - it accepts CopyObject, UploadPartCopy and HeadBucket only when signed
-//!   with the IAM credentials.
+//!   with the IAM credentials;
+//! - it keeps time by a clock of its own (which a test sets minutes off), and
+//!   sends its `Date` with CreateSession's answer.
 
 mod common;
 
@@ -30,7 +32,10 @@ struct Issued {
     access_key_id: String,
     secret: String,
     token: String,
+    /// By the stand-in's clock.
     expires_at: SystemTime,
+    /// The `x-amz-create-session-mode` CreateSession asked for, if any.
+    mode: Option<String>,
 }
 
 /// How the stand-in classified a request it accepted.
@@ -58,6 +63,10 @@ struct Zonal {
     lifetime: Mutex<Duration>,
     /// Answer CreateSession with 403 AccessDenied.
     refuse_sessions: AtomicBool,
+    /// How far the stand-in's clock is behind the real one.
+    behind: Mutex<Duration>,
+    /// The access key id of a session it answers 403 ExpiredToken to.
+    rejected_session: Mutex<Option<String>>,
     issued: Mutex<Vec<Issued>>,
     objects: Mutex<HashMap<String, Bytes>>,
     calls: Mutex<Vec<Call>>,
@@ -71,11 +80,18 @@ impl Zonal {
             keys: Keyring::with_test_key(),
             lifetime: Mutex::new(lifetime),
             refuse_sessions: AtomicBool::new(false),
+            behind: Mutex::new(Duration::ZERO),
+            rejected_session: Mutex::new(None),
             issued: Mutex::new(Vec::new()),
             objects: Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
             refused: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The time by the stand-in's clock.
+    fn now(&self) -> SystemTime {
+        SystemTime::now() - *self.behind.lock().unwrap()
     }
 
     fn issued(&self) -> Vec<Issued> {
@@ -155,12 +171,17 @@ impl Zonal {
         }
         let mut issued = self.issued.lock().unwrap();
         let n = issued.len() + 1;
+        let now = self.now();
         let session = Issued {
             access_key_id: format!("ASIAZONALSESSION{n:04}"),
             // Characters XML escapes, to be decoded on the way.
             secret: format!("zonal/Session+Secret&{n:04}<key>"),
             token: format!("zonal-session-token-{n:04}&AQoDYXdzEJr\"1\""),
-            expires_at: SystemTime::now() + *self.lifetime.lock().unwrap(),
+            expires_at: now + *self.lifetime.lock().unwrap(),
+            mode: seen
+                .headers
+                .get("x-amz-create-session-mode")
+                .map(|v| v.to_str().unwrap().to_owned()),
         };
         self.keys.add(&session.access_key_id, &session.secret, None);
         let body = format!(
@@ -180,6 +201,7 @@ impl Zonal {
         issued.push(session);
         Response::builder()
             .header("content-type", "application/xml")
+            .header("date", httpdate::fmt_http_date(now))
             .body(full(body))
             .unwrap()
     }
@@ -241,8 +263,22 @@ impl Zonal {
                 "a session-signed request carries x-amz-security-token",
             );
         }
-        if SystemTime::now() >= session.expires_at {
+        if self.now() >= session.expires_at {
             return self.refuse(seen, "the session has expired");
+        }
+        if self.rejected_session.lock().unwrap().as_deref() == Some(&session.access_key_id) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "ExpiredToken",
+                "The provided token has expired.",
+            );
+        }
+        if session.mode.as_deref() == Some("ReadOnly") && seen.method != "GET" {
+            return error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "a ReadOnly session cannot write",
+            );
         }
         self.record(Kind::Session(session.access_key_id), seen);
         let path = seen.path_and_query.split('?').next().unwrap().to_string();
@@ -687,6 +723,113 @@ async fn no_secret_reaches_the_logs_or_metrics_at_trace_level() {
         }
         assert!(!metrics.contains(secret.as_str()), "secret in metrics");
     }
+}
+
+#[tokio::test]
+async fn sessions_work_with_a_zonal_clock_ten_minutes_off() {
+    // By signet's clock, the endpoint's sessions expired five minutes before
+    // they were created; by the endpoint's Date, they last five minutes.
+    let zonal = Zonal::new(LONG);
+    *zonal.behind.lock().unwrap() = Duration::from_secs(600);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+    for path in ["/a", "/b"] {
+        let (status, _, body) = send(put(&signet, path, "v")).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    }
+    let (status, _, body) = get(&format!("{}/a", signet.url())).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"v"[..]));
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    assert_eq!(zonal.creates(), 1, "one session, reused");
+    let metrics = metrics_text(&signet).await;
+    assert_eq!(sessions_counted(&metrics, "created"), 1.0);
+    assert_eq!(sessions_counted(&metrics, "failed"), 0.0);
+}
+
+#[tokio::test]
+async fn a_session_the_endpoint_rejects_is_replaced_by_the_next_request() {
+    let zonal = Zonal::new(LONG);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+    assert_eq!(send(put(&signet, "/a", "a")).await.0, StatusCode::OK);
+    let first = zonal.issued()[0].access_key_id.clone();
+    *zonal.rejected_session.lock().unwrap() = Some(first.clone());
+    // The rejected request gets the endpoint's answer as it is.
+    let (status, _, body) = get(&format!("{}/a", signet.url())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        String::from_utf8_lossy(&body).contains("<Code>ExpiredToken</Code>"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // The next one creates a new session and succeeds.
+    let (status, _, body) = get(&format!("{}/a", signet.url())).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"a"[..]));
+    assert_eq!(send(put(&signet, "/b", "b")).await.0, StatusCode::OK);
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    let issued = zonal.issued();
+    assert_eq!(issued.len(), 2, "replaced once");
+    let second = Kind::Session(issued[1].access_key_id.clone());
+    let kinds: Vec<Kind> = zonal.calls().into_iter().map(|c| c.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::CreateSession,
+            Kind::Session(first),
+            Kind::CreateSession,
+            second.clone(),
+            second,
+        ]
+    );
+    signet
+        .wait_for_log("S3 Express session rejected; the next request creates a new one")
+        .await;
+}
+
+#[tokio::test]
+async fn routes_to_the_same_bucket_get_sessions_of_their_own() {
+    let zonal = Zonal::new(LONG);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    // A read-only route under /ro, and the read-write route for the rest.
+    let config = format!(
+        r#"
+[[routes]]
+name = "zonal-ro"
+path_prefix = "/ro"
+strip_prefix = true
+upstream = "{}"
+sign_host = "{ZONAL}"
+custom_headers = {{ "x-amz-create-session-mode" = "ReadOnly" }}
+{}"#,
+        up.url(),
+        zonal_config(&up.url())
+    );
+    let signet = Signet::start(&config);
+    assert_eq!(send(put(&signet, "/k", "v")).await.0, StatusCode::OK);
+    let (status, _, body) = get(&format!("{}/ro/k", signet.url())).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"v"[..]));
+    // The read-only route's session cannot write; the other route's still can.
+    let (status, _, body) = send(put(&signet, "/ro/k", "w")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("ReadOnly"));
+    assert_eq!(send(put(&signet, "/k2", "w")).await.0, StatusCode::OK);
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    let issued = zonal.issued();
+    assert_eq!(issued.len(), 2, "one session per route");
+    assert_eq!(issued[0].mode, None);
+    assert_eq!(issued[1].mode.as_deref(), Some("ReadOnly"));
+    let kinds: Vec<Kind> = zonal.calls().into_iter().map(|c| c.kind).collect();
+    let (rw, ro) = (
+        Kind::Session(issued[0].access_key_id.clone()),
+        Kind::Session(issued[1].access_key_id.clone()),
+    );
+    assert_eq!(
+        kinds,
+        [Kind::CreateSession, rw.clone(), Kind::CreateSession, ro, rw]
+    );
 }
 
 #[test]

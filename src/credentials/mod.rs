@@ -134,6 +134,44 @@ impl CredentialsHandle {
         }
     }
 
+    /// A handle that always reads `credentials` (valid until `expires_at`),
+    /// a snapshot this source handed out, whatever the source refreshes to
+    /// later: for a request that must sign with the very credentials it has
+    /// already used (an S3 Express CreateSession, whose session is filed under
+    /// their access key id). Unavailable reasons still name the source.
+    pub(crate) fn pinned(
+        &self,
+        credentials: Arc<Credentials>,
+        expires_at: Option<SystemTime>,
+    ) -> Self {
+        Self::holding(
+            self.cell.name.clone(),
+            self.cell.kind,
+            credentials,
+            expires_at,
+        )
+    }
+
+    /// A handle to a source `name` of `kind` that holds `credentials` and
+    /// never refreshes.
+    pub(crate) fn holding(
+        name: String,
+        kind: &'static str,
+        credentials: Arc<Credentials>,
+        expires_at: Option<SystemTime>,
+    ) -> Self {
+        Self {
+            cell: Arc::new(SnapshotCell::holding(name, kind, credentials, expires_at)),
+        }
+    }
+
+    /// Replaces the credentials, as a refresh would (tests of code that
+    /// must cope with a rotation).
+    #[cfg(test)]
+    pub(crate) fn rotate_to(&self, credentials: Credentials) {
+        self.cell.publish(credentials, None);
+    }
+
     /// The state of this source for readiness and metrics.
     pub fn status(&self) -> SourceStatus {
         let snapshot = self.cell.load();
@@ -433,5 +471,34 @@ mod tests {
         assert!(!status.valid);
         assert_eq!(status.access_key_hint.as_deref(), Some("ASIA…MPLE"));
         assert_eq!(status.refresh_failures, 2);
+    }
+
+    #[test]
+    fn a_pinned_handle_keeps_its_snapshot_when_the_source_refreshes() {
+        let cell = Arc::new(SnapshotCell::new("ec2".into(), "imds"));
+        let handle = CredentialsHandle { cell: cell.clone() };
+        let creds = |id: &str| Credentials {
+            access_key_id: id.into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        };
+        let later = SystemTime::now() + std::time::Duration::from_secs(600);
+        cell.publish(creds("ASIAFIRST0000000001"), Some(later));
+        let (first, expires) = handle.current_with_expiry().unwrap();
+        let pinned = handle.pinned(first.clone(), expires);
+        cell.publish(creds("ASIASECOND000000002"), Some(later));
+        assert_eq!(
+            handle.current().unwrap().access_key_id,
+            "ASIASECOND000000002"
+        );
+        assert!(Arc::ptr_eq(&pinned.current().unwrap(), &first));
+        // It expires when the snapshot does, naming the source.
+        let gone = SystemTime::now() - std::time::Duration::from_secs(1);
+        let expired = handle.pinned(first, Some(gone));
+        let reason = expired.current().unwrap_err().reason;
+        assert!(
+            reason.starts_with("ec2 (imds): cached credentials expired at"),
+            "{reason}"
+        );
     }
 }

@@ -38,6 +38,26 @@ impl SnapshotCell {
         }
     }
 
+    /// A cell that holds `credentials` (valid until `expires_at`) and that
+    /// no refresher ever replaces.
+    pub(crate) fn holding(
+        name: String,
+        kind: &'static str,
+        credentials: Arc<Credentials>,
+        expires_at: Option<SystemTime>,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                credentials: Some(credentials),
+                expires_at,
+                last_error: None,
+            }),
+            refresh_failures: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn load(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }

@@ -446,11 +446,11 @@ impl Proxy {
                     root,
                 ) =>
             {
-                Some(SessionAuth::new(
+                Some(Box::new(SessionAuth::new(
                     self.sessions.clone(),
                     target,
                     credentials.clone(),
-                ))
+                )))
             }
             _ => None,
         };

@@ -4,7 +4,8 @@
 //! refresh), takes a new `X-Amz-Date`, and signs exactly the headers that will
 //! be sent, less the route's exclude list. `x-amz-*` headers are always signed.
 //! A request to an S3 Express zonal endpoint signs with the session its
-//! `SessionAuth` made ready before the attempt instead.
+//! `SessionAuth` made ready before the attempt instead, with the sessions'
+//! own signer (whose key cache holds session keys only).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -67,8 +68,9 @@ pub struct RequestSigner {
     payload: RequestPayload,
     chain: Option<ChunkChain>,
     attempts: Arc<AtomicU32>,
-    /// Set when the request signs with an S3 Express session.
-    session: Option<SessionAuth>,
+    /// Set when the request signs with an S3 Express session; boxed, so that
+    /// every other request's signer stays as small as it was without one.
+    session: Option<Box<SessionAuth>>,
 }
 
 impl RequestSigner {
@@ -84,7 +86,7 @@ impl RequestSigner {
         headers: &HeaderMap,
         chain: Option<ChunkChain>,
         attempts: Arc<AtomicU32>,
-        session: Option<SessionAuth>,
+        session: Option<Box<SessionAuth>>,
     ) -> Self {
         let mut settings = SigningSettings::for_service(&target.service);
         settings.algorithm = target.algorithm;
@@ -115,12 +117,14 @@ impl RequestSigner {
 
 impl AttemptSigner for RequestSigner {
     fn sign(&self, parts: &mut http::request::Parts) -> Result<(), SignFailure> {
-        let credentials = match &self.session {
-            None => self
-                .credentials
-                .current()
-                .map_err(|e| SignFailure::CredentialsUnavailable(e.reason))?,
-            Some(session) => session.for_attempt(&mut parts.headers)?,
+        let (credentials, signer) = match &self.session {
+            None => (
+                self.credentials
+                    .current()
+                    .map_err(|e| SignFailure::CredentialsUnavailable(e.reason))?,
+                &*self.signer,
+            ),
+            Some(session) => (session.for_attempt(&mut parts.headers)?, session.signer()),
         };
         self.attempts.fetch_add(1, Ordering::Relaxed);
         // Every attempt is a fresh copy of the unsigned head (the client's
@@ -133,8 +137,7 @@ impl AttemptSigner for RequestSigner {
             time,
             settings: &self.settings,
         };
-        let output = self
-            .signer
+        let output = signer
             .sign_http(
                 &parts.method,
                 &mut parts.uri,
@@ -144,8 +147,7 @@ impl AttemptSigner for RequestSigner {
             )
             .map_err(|e| SignFailure::Signing(e.to_string()))?;
         if let Some(chain) = &self.chain {
-            let seeded = self
-                .signer
+            let seeded = signer
                 .chunk_signer(&output, &params)
                 .map_err(|e| SignFailure::Signing(e.to_string()))?;
             if let Ok(mut slot) = chain.lock() {
@@ -158,5 +160,11 @@ impl AttemptSigner for RequestSigner {
     fn prepare(&self) -> Option<futures_util::future::BoxFuture<'_, Result<(), SignFailure>>> {
         let session = self.session.as_ref()?;
         Some(Box::pin(session.prepare()))
+    }
+
+    fn rejected(&self, status: http::StatusCode, code: &str) {
+        if let Some(session) = &self.session {
+            session.rejected(status, code);
+        }
     }
 }

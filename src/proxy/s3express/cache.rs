@@ -1,6 +1,6 @@
-//! The S3 Express session cache: one session per (IAM identity, bucket),
-//! reused until shortly before it expires, and created once however many
-//! requests ask for it at the same time.
+//! The S3 Express session cache: one session per (IAM identity, route,
+//! bucket), reused until shortly before it expires, and created once however
+//! many requests ask for it at the same time.
 //!
 //! A lookup ([`SessionCache::get`]) takes one lock, never held across an
 //! await, and ends in one of three ways:
@@ -12,6 +12,9 @@
 //!   its outcome. A failure is handed to them but never cached: the next
 //!   request tries again. When a refresh fails while the previous session
 //!   still has [`MIN_REMAINING`] left, that session serves on.
+//!
+//! A session the endpoint rejects (an expired or invalid token) is forgotten
+//! ([`SessionCache::forget`]), so that the next lookup creates a new one.
 //!
 //! The cache holds at most its capacity of entries: expired ones go first,
 //! then the least recently used. An entry whose session is being created is
@@ -43,20 +46,26 @@ pub const MIN_REMAINING: Duration = Duration::from_secs(10);
 /// The outcome of one creation, as its waiters get it.
 type Outcome = Result<Arc<Session>, SessionError>;
 
-/// Which session: the IAM identity that creates it and the bucket it is for.
+/// Which session: the IAM identity that creates it, the route whose headers
+/// CreateSession carries (a route's `custom_headers` may ask for a ReadOnly
+/// session or set encryption, so routes never share sessions), and the bucket
+/// it is for.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionKey {
     access_key_id: Box<str>,
-    bucket: Box<str>,
+    route: Arc<str>,
+    bucket: Arc<str>,
 }
 
 impl SessionKey {
     /// The key of the session `access_key_id` creates for `bucket` (the
-    /// bucket's upstream, signed host and root path, as one string).
-    pub fn new(access_key_id: &str, bucket: &str) -> Self {
+    /// bucket's upstream, signed host and root path, as one string) through
+    /// `route`.
+    pub fn new(access_key_id: &str, route: Arc<str>, bucket: Arc<str>) -> Self {
         Self {
             access_key_id: access_key_id.into(),
-            bucket: bucket.into(),
+            route,
+            bucket,
         }
     }
 }
@@ -65,6 +74,7 @@ impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionKey")
             .field("access_key_id", &access_key_hint(&self.access_key_id))
+            .field("route", &self.route)
             .field("bucket", &self.bucket)
             .finish()
     }
@@ -98,7 +108,8 @@ struct Entries {
 /// use signet::proxy::s3express::{Session, SessionCache, SessionKey};
 ///
 /// let cache = SessionCache::new(16);
-/// let key = SessionKey::new("AKIDEXAMPLE", "https://b--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com/");
+/// let bucket = "https://b--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com/";
+/// let key = SessionKey::new("AKIDEXAMPLE", "zonal".into(), bucket.into());
 /// let expires = SystemTime::now() + Duration::from_secs(300);
 /// let first = cache
 ///     .get(&key, || async move { Session::new("ASIAEXAMPLE", "secret", "token", expires) })
@@ -130,7 +141,7 @@ enum Step<'c> {
 }
 
 impl SessionCache {
-    /// Entries a proxy keeps: distinct (identity, bucket) pairs in use.
+    /// Entries a proxy keeps: distinct (identity, route, bucket) triples in use.
     pub const DEFAULT_CAPACITY: usize = 256;
 
     /// A cache of at most `capacity` entries (at least one).
@@ -188,6 +199,28 @@ impl SessionCache {
             }
         });
         guard.finish(made)
+    }
+
+    /// Forgets `session`, which the endpoint rejected, if it is still the
+    /// one cached for `key` (a newer session is kept); a creation in progress
+    /// carries on. Returns whether it was forgotten.
+    pub fn forget(&self, key: &SessionKey, session: &Arc<Session>) -> bool {
+        let mut entries = self.lock();
+        let Some(entry) = entries.map.get_mut(key) else {
+            return false;
+        };
+        if !entry
+            .session
+            .as_ref()
+            .is_some_and(|cached| Arc::ptr_eq(cached, session))
+        {
+            return false;
+        }
+        entry.session = None;
+        if entry.flight.is_none() {
+            entries.map.remove(key);
+        }
+        true
     }
 
     fn step(&self, key: &SessionKey) -> Step<'_> {
@@ -334,7 +367,7 @@ mod tests {
     }
 
     fn key(bucket: &str) -> SessionKey {
-        SessionKey::new("AKIDEXAMPLE", bucket)
+        SessionKey::new("AKIDEXAMPLE", "zonal".into(), bucket.into())
     }
 
     const LONG: Duration = Duration::from_secs(300);
@@ -352,12 +385,14 @@ mod tests {
             assert_eq!(s.access_key_id(), "ASIA1");
         }
         assert_eq!(created.load(Ordering::SeqCst), 1);
-        // Another identity, or another bucket, is another session.
-        let other = SessionKey::new("AKIDOTHER", "b");
-        cache.get(&other, create).await.unwrap();
+        // Another identity, another route, or another bucket is another session.
+        let other_identity = SessionKey::new("AKIDOTHER", "zonal".into(), "b".into());
+        cache.get(&other_identity, create).await.unwrap();
+        let other_route = SessionKey::new("AKIDEXAMPLE", "zonal-readonly".into(), "b".into());
+        cache.get(&other_route, create).await.unwrap();
         cache.get(&key("c"), create).await.unwrap();
-        assert_eq!(created.load(Ordering::SeqCst), 3);
-        assert_eq!(cache.len(), 3);
+        assert_eq!(created.load(Ordering::SeqCst), 4);
+        assert_eq!(cache.len(), 4);
     }
 
     #[tokio::test]
@@ -679,9 +714,72 @@ mod tests {
         assert_eq!(cache.len(), 1);
     }
 
+    #[tokio::test]
+    async fn forgets_a_rejected_session_but_not_a_newer_one() {
+        let cache = SessionCache::new(8);
+        let first = cache
+            .get(&key("b"), || async { Ok(session("ASIA-1", LONG)) })
+            .await
+            .unwrap();
+        assert!(cache.forget(&key("b"), &first));
+        assert!(cache.is_empty());
+        let second = cache
+            .get(&key("b"), || async { Ok(session("ASIA-2", LONG)) })
+            .await
+            .unwrap();
+        assert_eq!(second.access_key_id(), "ASIA-2");
+        // A late rejection of the first session leaves the second alone.
+        assert!(!cache.forget(&key("b"), &first));
+        assert!(!cache.forget(&key("other"), &second));
+        let s = cache
+            .get(&key("b"), || async { unreachable!("the second is cached") })
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&s, &second));
+    }
+
+    #[tokio::test]
+    async fn forgetting_during_a_refresh_makes_lookups_wait_for_it() {
+        let cache = Arc::new(SessionCache::new(8));
+        let stale = REFRESH_BEFORE - Duration::from_secs(5);
+        let old = cache
+            .get(&key("b"), || async { Ok(session("ASIA-OLD", stale)) })
+            .await
+            .unwrap();
+        let (release, mut released) = watch::channel(false);
+        let refresh = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get(&key("b"), || async move {
+                        let _ = released.wait_for(|r| *r).await;
+                        Ok(session("ASIA-NEW", LONG))
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(cache.forget(&key("b"), &old));
+        // The rejected session is not handed out while the refresh runs.
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get(&key("b"), || async {
+                        unreachable!("a refresh is in flight")
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        release.send_replace(true);
+        assert_eq!(refresh.await.unwrap().unwrap().access_key_id(), "ASIA-NEW");
+        assert_eq!(waiter.await.unwrap().unwrap().access_key_id(), "ASIA-NEW");
+    }
+
     #[test]
     fn keys_print_only_a_hint_of_the_access_key() {
-        let k = SessionKey::new("AKIAIOSFODNN7EXAMPLE", "https://b/");
+        let k = SessionKey::new("AKIAIOSFODNN7EXAMPLE", "zonal".into(), "https://b/".into());
         let printed = format!("{k:?}");
         assert!(printed.contains("AKIA…MPLE"), "{printed}");
         assert!(!printed.contains("AKIAIOSFODNN7EXAMPLE"), "{printed}");

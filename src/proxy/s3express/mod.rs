@@ -13,12 +13,28 @@
 //! each request that [`signs_with_session`] a `SessionAuth`. Before every
 //! attempt the upstream's retry loop awaits `SessionAuth::prepare`, which
 //! takes the session from the [`SessionCache`] (shared by all requests and
-//! workers, keyed by IAM access key id and bucket) or creates it through the
-//! same upstream client, route policy and signer as the request; the attempt
-//! is then signed with it (`SessionAuth::for_attempt`). A request that
-//! needs a session is never sent without one: when CreateSession fails, the
-//! client gets 502 `s3express_session` with the upstream's status and error
-//! code.
+//! workers, keyed by IAM access key id, route and bucket) or creates it
+//! through the same upstream client and route policy as the request, signed
+//! with the IAM credentials snapshot whose access key id is in the key; the
+//! attempt is then signed with it (`SessionAuth::for_attempt`). A request
+//! that needs a session is never sent without one: when CreateSession fails,
+//! the client gets 502 `s3express_session` with the upstream's status and
+//! error code.
+//!
+//! How long a session lasts is read from the endpoint's clock, not ours: its
+//! lifetime is `<Expiration>` less the answer's `Date` (at most
+//! [`MAX_LIFETIME`]), counted from when the answer arrived; only an answer
+//! without a usable `Date` is taken at its `<Expiration>` by the local clock.
+//!
+//! Attempts signed with sessions use a signer of their own
+//! ([`Sessions`]), so that session keys (new ones per bucket every few
+//! minutes) never evict the IAM signing keys of busy routes from the proxy's
+//! key cache; CreateSession, signed with IAM credentials, uses the proxy's.
+//!
+//! A session the endpoint rejects (400 or 403 `ExpiredToken` or
+//! `InvalidToken`, read from the small error bodies the retry loop already
+//! reads to classify them) is dropped from the cache, so that the next
+//! request creates a new one; the rejected request gets the endpoint's answer.
 //!
 //! CopyObject and UploadPartCopy (a PUT with `x-amz-copy-source`), HeadBucket
 //! (HEAD on the bucket root) and CreateSession itself sign with the IAM
@@ -28,9 +44,9 @@ mod answer;
 mod cache;
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use http::header::{HeaderMap, HeaderValue, HOST};
+use http::header::{HeaderMap, HeaderValue, DATE, HOST};
 use http_body_util::{BodyExt, Limited};
 
 use crate::credentials::{access_key_hint, CredentialsHandle};
@@ -50,6 +66,65 @@ pub const X_AMZ_S3SESSION_TOKEN: &str = "x-amz-s3session-token";
 
 /// The largest CreateSession answer read (a real one is under 2 KiB).
 const MAX_ANSWER: usize = 64 * 1024;
+
+/// The longest a session is taken to last, whatever its answer says: S3
+/// Express sessions last five minutes.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The S3 error codes with which an endpoint rejects a session's token
+/// (`ExpiredToken`: "The provided token has expired"; `InvalidToken`: "The
+/// provided token is malformed or otherwise invalid"), answered 400, or 403.
+const REJECTED_TOKEN_CODES: [&str; 2] = ["ExpiredToken", "InvalidToken"];
+
+/// Whether an error answer to a session-signed attempt says the endpoint no
+/// longer takes the session.
+///
+/// ```
+/// use http::StatusCode;
+/// use signet::proxy::s3express::rejects_session;
+/// assert!(rejects_session(StatusCode::BAD_REQUEST, "ExpiredToken"));
+/// assert!(rejects_session(StatusCode::FORBIDDEN, "InvalidToken"));
+/// assert!(!rejects_session(StatusCode::FORBIDDEN, "AccessDenied"));
+/// assert!(!rejects_session(StatusCode::INTERNAL_SERVER_ERROR, "ExpiredToken"));
+/// ```
+pub fn rejects_session(status: http::StatusCode, code: &str) -> bool {
+    matches!(status.as_u16(), 400 | 403) && REJECTED_TOKEN_CODES.contains(&code)
+}
+
+/// When a session whose `<Expiration>` is `expiration` expires by the local
+/// clock, for an answer that arrived at `now` with the `Date` `date`.
+///
+/// With a `Date`, the session's lifetime by the endpoint's own clock
+/// (`expiration - date`, at most [`MAX_LIFETIME`]) counted from `now`, so that
+/// a local clock that is off neither discards a good session nor keeps an
+/// expired one; a lifetime of zero or less is [`SessionError::Expired`].
+/// Without one, `expiration` as it is.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use signet::proxy::s3express::local_expiry;
+/// let now = SystemTime::now();
+/// // The endpoint's clock is ten minutes behind ours.
+/// let date = now - Duration::from_secs(600);
+/// let expiration = date + Duration::from_secs(300);
+/// assert_eq!(local_expiry(expiration, Some(date), now), Ok(now + Duration::from_secs(300)));
+/// assert_eq!(local_expiry(expiration, None, now), Ok(expiration));
+/// ```
+pub fn local_expiry(
+    expiration: SystemTime,
+    date: Option<SystemTime>,
+    now: SystemTime,
+) -> Result<SystemTime, SessionError> {
+    let Some(date) = date else {
+        return Ok(expiration);
+    };
+    match expiration.duration_since(date) {
+        Ok(lifetime) if !lifetime.is_zero() => now
+            .checked_add(lifetime.min(MAX_LIFETIME))
+            .ok_or(SessionError::Expired),
+        _ => Err(SessionError::Expired),
+    }
+}
 
 /// Whether a request to a bucket whose root is `root` (on a target with
 /// sessions) signs with the session: every request but CopyObject and
@@ -186,12 +261,17 @@ impl SessionError {
     }
 }
 
-/// What the requests signing with sessions share: the cache, and what
-/// CreateSession is sent and signed with.
+/// What the requests signing with sessions share: the cache, what
+/// CreateSession is sent and signed with, and the signer of session-signed
+/// attempts.
 pub struct Sessions {
     cache: SessionCache,
     upstream: Upstream,
-    signer: Arc<Signer>,
+    /// Signs CreateSession with the IAM credentials: the proxy's signer,
+    /// whose key cache holds the IAM keys.
+    iam_signer: Arc<Signer>,
+    /// Signs the attempts signed with sessions, with a key cache of its own.
+    session_signer: Signer,
     metrics: Arc<Metrics>,
 }
 
@@ -204,27 +284,42 @@ impl std::fmt::Debug for Sessions {
 }
 
 impl Sessions {
-    /// Sessions created through `upstream`, signed by `signer`, counted in
-    /// `metrics`.
-    pub fn new(upstream: Upstream, signer: Arc<Signer>, metrics: Arc<Metrics>) -> Self {
+    /// Sessions created through `upstream`, CreateSession signed by
+    /// `iam_signer` (the signer of the requests signed with IAM credentials),
+    /// counted in `metrics`.
+    pub fn new(upstream: Upstream, iam_signer: Arc<Signer>, metrics: Arc<Metrics>) -> Self {
         Self {
             cache: SessionCache::new(SessionCache::DEFAULT_CAPACITY),
             upstream,
-            signer,
+            iam_signer,
+            session_signer: Signer::new(),
             metrics,
         }
     }
+
+    /// The signer of session-signed attempts (its key cache holds session
+    /// keys only).
+    pub fn session_signer(&self) -> &Signer {
+        &self.session_signer
+    }
 }
 
-/// One request's session authentication: which session (IAM identity and
-/// bucket), and the session its next attempt signs with.
+/// The session an attempt was signed with, and where it is cached.
+#[derive(Clone)]
+struct Current {
+    key: SessionKey,
+    session: Arc<Session>,
+}
+
+/// One request's session authentication: which session (IAM identity, route
+/// and bucket), and the session its next attempt signs with.
 pub(crate) struct SessionAuth {
     sessions: Arc<Sessions>,
     target: Target,
     /// The bucket part of the cache key: upstream, signed host, root path.
-    bucket: Box<str>,
+    bucket: Arc<str>,
     credentials: CredentialsHandle,
-    current: Mutex<Option<Arc<Session>>>,
+    current: Mutex<Option<Current>>,
 }
 
 impl SessionAuth {
@@ -238,7 +333,7 @@ impl SessionAuth {
     ) -> Self {
         let root = target.s3express_session.as_deref().unwrap_or("/");
         let host = target.host.to_str().unwrap_or_default();
-        let bucket = format!("{} {host}{root}", target.upstream).into_boxed_str();
+        let bucket = Arc::from(format!("{} {host}{root}", target.upstream));
         Self {
             sessions,
             target: target.clone(),
@@ -251,19 +346,61 @@ impl SessionAuth {
     /// Makes a session with at least [`MIN_REMAINING`] left (or just created)
     /// ready for the next attempt.
     pub(crate) async fn prepare(&self) -> Result<(), SignFailure> {
-        let iam = self
+        let (iam, iam_expires) = self
             .credentials
-            .current()
+            .current_with_expiry()
             .map_err(|e| SignFailure::CredentialsUnavailable(e.reason))?;
-        let key = SessionKey::new(&iam.access_key_id, &self.bucket);
+        let key = SessionKey::new(
+            &iam.access_key_id,
+            self.target.route.clone(),
+            self.bucket.clone(),
+        );
+        // CreateSession signs with the very snapshot that named the key: a
+        // rotation meanwhile cannot file a session under the old key id.
         let session = self
             .sessions
             .cache
-            .get(&key, || self.create_counted())
+            .get(&key, || {
+                self.create_counted(self.credentials.pinned(iam, iam_expires))
+            })
             .await
             .map_err(SessionError::into_sign_failure)?;
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Current { key, session });
         Ok(())
+    }
+
+    /// The signer of session-signed attempts.
+    pub(crate) fn signer(&self) -> &Signer {
+        &self.sessions.session_signer
+    }
+
+    /// Told of an error answer with the S3 error code `code` to an attempt
+    /// signed with the current session: when it says the session is no
+    /// longer taken, drops it from the cache (unless a newer one replaced it
+    /// already), so that the next attempt or request creates a new one.
+    pub(crate) fn rejected(&self, status: http::StatusCode, code: &str) {
+        if !rejects_session(status, code) {
+            return;
+        }
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(Current { key, session }) = current else {
+            return;
+        };
+        if self.sessions.cache.forget(&key, &session) {
+            tracing::warn!(
+                route = %self.target.route,
+                bucket = self.target.host.to_str().unwrap_or_default(),
+                key = %access_key_hint(session.access_key_id()),
+                status = status.as_u16(),
+                code,
+                "S3 Express session rejected; the next request creates a new one"
+            );
+        }
     }
 
     /// The credentials to sign an attempt with; adds the session token to
@@ -276,7 +413,8 @@ impl SessionAuth {
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|current| current.session.clone())
             .ok_or_else(|| {
                 SignFailure::Session("no session was made ready for the attempt".into())
             })?;
@@ -290,8 +428,8 @@ impl SessionAuth {
     }
 
     /// [`create`](Self::create), counted and logged.
-    async fn create_counted(&self) -> Result<Session, SessionError> {
-        let made = self.create().await;
+    async fn create_counted(&self, iam: CredentialsHandle) -> Result<Session, SessionError> {
+        let made = self.create(iam).await;
         let route = &self.target.route;
         let bucket = self.target.host.to_str().unwrap_or_default();
         self.sessions.metrics.s3express_session(route, made.is_ok());
@@ -316,9 +454,9 @@ impl SessionAuth {
         made
     }
 
-    /// Sends CreateSession for the bucket, signed with the IAM credentials,
-    /// and reads the session from its answer.
-    async fn create(&self) -> Result<Session, SessionError> {
+    /// Sends CreateSession for the bucket, signed with the IAM credentials
+    /// `iam`, and reads the session from its answer.
+    async fn create(&self, iam: CredentialsHandle) -> Result<Session, SessionError> {
         let target = &self.target;
         let root = target.s3express_session.as_deref().unwrap_or("/");
         let uri = upstream_uri(&target.scheme, &target.authority, root, Some("session"))
@@ -332,8 +470,8 @@ impl SessionAuth {
             parts.headers.insert(name.clone(), value.clone());
         }
         let signer = RequestSigner::new(
-            self.credentials.clone(),
-            self.sessions.signer.clone(),
+            iam,
+            self.sessions.iam_signer.clone(),
             target,
             RequestPayload::empty(),
             &parts.headers,
@@ -361,6 +499,12 @@ impl SessionAuth {
                 e => SessionError::Unreachable(e.to_string()),
             })?;
         let status = response.status();
+        let date = response
+            .headers()
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        let answered_at = SystemTime::now();
         let body = Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
@@ -377,11 +521,12 @@ impl SessionAuth {
             Err(_) => SessionError::Answer(AnswerError::TooLarge),
         })?;
         let values = answer::parse(&body)?;
+        let expires_at = local_expiry(values.expiration, date, answered_at)?;
         Session::new(
             &values.access_key_id,
             &values.secret_access_key,
             &values.session_token,
-            values.expiration,
+            expires_at,
         )
     }
 }
@@ -545,6 +690,380 @@ mod tests {
             SessionError::Answer(AnswerError::Missing("SessionToken")).to_string(),
             "CreateSession answer unreadable: <Credentials> has no <SessionToken>"
         );
+    }
+
+    #[test]
+    fn counts_a_session_lifetime_by_the_endpoints_clock() {
+        let now = SystemTime::now();
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        // The endpoint's clock ten minutes behind or ahead of ours: five
+        // minutes from now either way.
+        for date in [now - minutes(10), now + minutes(10)] {
+            assert_eq!(
+                local_expiry(date + minutes(5), Some(date), now),
+                Ok(now + minutes(5))
+            );
+        }
+        // A shorter lifetime is kept; a longer one is cut to five minutes.
+        assert_eq!(
+            local_expiry(now + Duration::from_secs(90), Some(now), now),
+            Ok(now + Duration::from_secs(90))
+        );
+        assert_eq!(
+            local_expiry(now + minutes(60), Some(now), now),
+            Ok(now + MAX_LIFETIME)
+        );
+        // Expired by the endpoint's own clock, whatever ours says.
+        let date = now + minutes(10);
+        for expiration in [date, date - Duration::from_secs(1)] {
+            assert_eq!(
+                local_expiry(expiration, Some(date), now),
+                Err(SessionError::Expired)
+            );
+        }
+        // Without a Date: the Expiration as it is, by the local clock.
+        let expiration = now + minutes(7);
+        assert_eq!(local_expiry(expiration, None, now), Ok(expiration));
+    }
+
+    #[test]
+    fn only_expired_and_invalid_tokens_reject_a_session() {
+        use http::StatusCode;
+        for status in [StatusCode::BAD_REQUEST, StatusCode::FORBIDDEN] {
+            assert!(rejects_session(status, "ExpiredToken"));
+            assert!(rejects_session(status, "InvalidToken"));
+            for code in ["AccessDenied", "SignatureDoesNotMatch", "expiredtoken", ""] {
+                assert!(!rejects_session(status, code), "{status} {code}");
+            }
+        }
+        for status in [StatusCode::UNAUTHORIZED, StatusCode::INTERNAL_SERVER_ERROR] {
+            assert!(!rejects_session(status, "ExpiredToken"), "{status}");
+        }
+    }
+
+    /// Sessions and the credentials, signers and stand-in zonal endpoint of
+    /// the tests that create them.
+    mod created {
+        use super::*;
+        use crate::config::{ConfigFormat, Settings};
+        use crate::routing::RouteTable;
+        use crate::sigv4::AmzDate;
+        use crate::upstream::{AttemptSigner, NoopObserver, TlsSettings};
+        use bytes::Bytes;
+        use http::StatusCode;
+        use http_body_util::Full;
+
+        const ZONAL: &str = "b--usw2-az1--x-s3.s3express-usw2-az1.us-west-2.amazonaws.com";
+
+        type Answer =
+            Arc<dyn Fn(usize, &http::request::Parts) -> http::Response<Full<Bytes>> + Send + Sync>;
+
+        /// A zonal endpoint on 127.0.0.1 that answers the `n`th request (from
+        /// 0) with `answer(n, head)`, adds no `Date` of its own, and keeps
+        /// every request head. It checks no signature: the tests read them.
+        struct StandIn {
+            url: String,
+            heads: Arc<Mutex<Vec<http::request::Parts>>>,
+        }
+
+        impl StandIn {
+            async fn start(answer: Answer) -> StandIn {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let url = format!("http://{}", listener.local_addr().unwrap());
+                let heads = Arc::new(Mutex::new(Vec::new()));
+                let kept = heads.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let (kept, answer) = (kept.clone(), answer.clone());
+                        let service = hyper::service::service_fn(
+                            move |request: http::Request<hyper::body::Incoming>| {
+                                let (head, _) = request.into_parts();
+                                let mut kept = kept.lock().unwrap();
+                                let response = answer(kept.len(), &head);
+                                kept.push(head);
+                                async move { Ok::<_, std::convert::Infallible>(response) }
+                            },
+                        );
+                        tokio::spawn(async move {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .auto_date_header(false)
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                });
+                StandIn { url, heads }
+            }
+
+            /// The access key ids the requests were signed with.
+            fn signed_by(&self) -> Vec<String> {
+                self.heads.lock().unwrap().iter().map(key_id).collect()
+            }
+        }
+
+        fn key_id(head: &http::request::Parts) -> String {
+            let auth = head.headers["authorization"].to_str().unwrap();
+            let credential = auth.split("Credential=").nth(1).unwrap();
+            credential.split('/').next().unwrap().to_owned()
+        }
+
+        /// CreateSession's answer for session `n`, lasting `lifetime` from
+        /// `date` (the endpoint's clock), with `Date: date` when `dated`.
+        fn session_answer(
+            n: usize,
+            date: SystemTime,
+            lifetime: Duration,
+            dated: bool,
+        ) -> http::Response<Full<Bytes>> {
+            let t = AmzDate::from_system_time(date + lifetime).unwrap();
+            let t = t.as_str();
+            let expiration = format!(
+                "{}-{}-{}T{}:{}:{}Z",
+                &t[0..4],
+                &t[4..6],
+                &t[6..8],
+                &t[9..11],
+                &t[11..13],
+                &t[13..15]
+            );
+            let body = format!(
+                "<CreateSessionResult><Credentials>\
+                 <AccessKeyId>ASIASESSION{n}</AccessKeyId>\
+                 <SecretAccessKey>session-secret-{n}</SecretAccessKey>\
+                 <SessionToken>session-token-{n}</SessionToken>\
+                 <Expiration>{expiration}</Expiration>\
+                 </Credentials></CreateSessionResult>"
+            );
+            let mut answer = http::Response::builder();
+            if dated {
+                answer = answer.header(DATE, httpdate::fmt_http_date(date));
+            }
+            answer.body(Full::new(Bytes::from(body))).unwrap()
+        }
+
+        /// A stand-in that creates a five-minute session on every request.
+        async fn creating_sessions() -> StandIn {
+            StandIn::start(Arc::new(|n, _| {
+                session_answer(n, SystemTime::now(), MAX_LIFETIME, true)
+            }))
+            .await
+        }
+
+        fn zonal_target(url: &str) -> Target {
+            let toml = format!(
+                "[[routes]]\nname = \"zonal\"\nupstream = \"{url}\"\nsign_host = \"{ZONAL}\"\n\
+                 retry = {{ base_backoff = \"1ms\" }}\n"
+            );
+            let settings = Settings::from_str(&toml, ConfigFormat::Toml).unwrap();
+            let target = RouteTable::new(&settings).resolve(None, "/k").unwrap();
+            assert_eq!(target.s3express_session.as_deref(), Some("/"));
+            target
+        }
+
+        fn iam(access_key_id: &str) -> Credentials {
+            Credentials {
+                access_key_id: access_key_id.into(),
+                secret_access_key: "iam-secret".into(),
+                session_token: None,
+            }
+        }
+
+        fn iam_handle(access_key_id: &str) -> CredentialsHandle {
+            CredentialsHandle::holding(
+                "default".into(),
+                "static",
+                Arc::new(iam(access_key_id)),
+                None,
+            )
+        }
+
+        /// Sessions, and the proxy's signer (which signs CreateSession).
+        fn sessions() -> (Arc<Sessions>, Arc<Signer>) {
+            let upstream = Upstream::new(&TlsSettings::default(), Arc::new(NoopObserver)).unwrap();
+            let proxy_signer = Arc::new(Signer::new());
+            let sessions = Sessions::new(upstream, proxy_signer.clone(), Arc::new(Metrics::new()));
+            (Arc::new(sessions), proxy_signer)
+        }
+
+        /// The signer of one request to `target` that signs with a session.
+        fn request(
+            sessions: &Arc<Sessions>,
+            proxy_signer: &Arc<Signer>,
+            target: &Target,
+            iam: &CredentialsHandle,
+        ) -> RequestSigner {
+            let auth = SessionAuth::new(sessions.clone(), target, iam.clone());
+            RequestSigner::new(
+                iam.clone(),
+                proxy_signer.clone(),
+                target,
+                RequestPayload::empty(),
+                &HeaderMap::new(),
+                None,
+                Arc::default(),
+                Some(Box::new(auth)),
+            )
+        }
+
+        /// Prepares and signs one attempt of `signer`; the access key id it
+        /// was signed with.
+        async fn attempt(signer: &RequestSigner, target: &Target) -> String {
+            signer.prepare().unwrap().await.unwrap();
+            let uri = format!("{}://{}/k", target.scheme, target.authority);
+            let (mut head, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+            head.headers.insert(HOST, target.host.clone());
+            signer.sign(&mut head).unwrap();
+            key_id(&head)
+        }
+
+        #[tokio::test]
+        async fn session_keys_stay_out_of_the_proxys_key_cache() {
+            let up = creating_sessions().await;
+            let target = zonal_target(&up.url);
+            let (sessions, proxy_signer) = sessions();
+            let iam = iam_handle("AKIDIAM");
+            let signer = request(&sessions, &proxy_signer, &target, &iam);
+            assert_eq!(attempt(&signer, &target).await, "ASIASESSION0");
+            assert_eq!(up.signed_by(), ["AKIDIAM"], "CreateSession, with IAM");
+            // The proxy's cache holds the IAM key only; the session's key is
+            // in the sessions' own.
+            assert_eq!(proxy_signer.key_cache().len(), 1);
+            assert_eq!(sessions.session_signer().key_cache().len(), 1);
+            let mut unsigned = HeaderMap::new();
+            let iam_signed = RequestSigner::new(
+                iam.clone(),
+                proxy_signer.clone(),
+                &target,
+                RequestPayload::empty(),
+                &unsigned,
+                None,
+                Arc::default(),
+                None,
+            );
+            let (mut head, ()) = http::Request::get(format!("{}/k", up.url))
+                .body(())
+                .unwrap()
+                .into_parts();
+            unsigned.insert(HOST, target.host.clone());
+            head.headers = unsigned;
+            iam_signed.sign(&mut head).unwrap();
+            assert_eq!(key_id(&head), "AKIDIAM");
+            assert!(!head.headers.contains_key(X_AMZ_S3SESSION_TOKEN));
+            assert_eq!(proxy_signer.key_cache().len(), 1, "the same IAM key");
+        }
+
+        #[tokio::test]
+        async fn create_session_signs_with_the_snapshot_that_named_the_key() {
+            let iam = iam_handle("AKIDOLD");
+            let rotating = iam.clone();
+            // The first CreateSession is answered 503 after the credentials
+            // rotated; its retry must still sign with the old ones.
+            let up = StandIn::start(Arc::new(move |n, _| {
+                if n == 0 {
+                    rotating.rotate_to(self::iam("AKIDNEW"));
+                    return http::Response::builder()
+                        .status(StatusCode::SERVICE_UNAVAILABLE)
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                }
+                session_answer(n, SystemTime::now(), MAX_LIFETIME, true)
+            }))
+            .await;
+            let target = zonal_target(&up.url);
+            let (sessions, proxy_signer) = sessions();
+            let first = request(&sessions, &proxy_signer, &target, &iam);
+            assert_eq!(attempt(&first, &target).await, "ASIASESSION1");
+            assert_eq!(up.signed_by(), ["AKIDOLD", "AKIDOLD"]);
+            // Filed under the old key id: the new one creates its own session.
+            let second = request(&sessions, &proxy_signer, &target, &iam);
+            assert_eq!(attempt(&second, &target).await, "ASIASESSION2");
+            assert_eq!(up.signed_by(), ["AKIDOLD", "AKIDOLD", "AKIDNEW"]);
+        }
+
+        #[tokio::test]
+        async fn reads_how_long_a_session_lasts_from_the_answers_date() {
+            // The endpoint's clock is ten minutes behind ours: by ours, its
+            // sessions expired five minutes ago.
+            let behind = Duration::from_secs(600);
+            let up = StandIn::start(Arc::new(move |n, _| {
+                session_answer(n, SystemTime::now() - behind, MAX_LIFETIME, true)
+            }))
+            .await;
+            let target = zonal_target(&up.url);
+            let (sessions, _) = sessions();
+            let auth = SessionAuth::new(sessions.clone(), &target, iam_handle("AKIDIAM"));
+            let before = SystemTime::now();
+            auth.prepare().await.unwrap();
+            let mut headers = HeaderMap::new();
+            let signing = auth.for_attempt(&mut headers).unwrap();
+            assert_eq!(signing.access_key_id, "ASIASESSION0");
+            let current = auth.current.lock().unwrap().clone().unwrap();
+            let lasts = current.session.expires_at().duration_since(before).unwrap();
+            // Five minutes, give or take the Date's whole seconds.
+            assert!(
+                lasts > MAX_LIFETIME - Duration::from_secs(2)
+                    && lasts <= MAX_LIFETIME + Duration::from_secs(2),
+                "{lasts:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn without_a_date_reads_the_expiration_by_the_local_clock() {
+            let behind = Duration::from_secs(600);
+            let up = StandIn::start(Arc::new(move |n, _| {
+                session_answer(n, SystemTime::now() - behind, MAX_LIFETIME, false)
+            }))
+            .await;
+            let target = zonal_target(&up.url);
+            let (sessions, _) = sessions();
+            let auth = SessionAuth::new(sessions, &target, iam_handle("AKIDIAM"));
+            assert_eq!(
+                auth.prepare().await.unwrap_err(),
+                SessionError::Expired.into_sign_failure()
+            );
+        }
+
+        #[tokio::test]
+        async fn a_rejected_session_is_dropped_and_the_next_request_creates_another() {
+            let up = creating_sessions().await;
+            let target = zonal_target(&up.url);
+            let (sessions, proxy_signer) = sessions();
+            let iam = iam_handle("AKIDIAM");
+            let first = request(&sessions, &proxy_signer, &target, &iam);
+            assert_eq!(attempt(&first, &target).await, "ASIASESSION0");
+            // Other errors leave the session be.
+            first.rejected(StatusCode::FORBIDDEN, "AccessDenied");
+            first.rejected(StatusCode::NOT_FOUND, "NoSuchKey");
+            let again = request(&sessions, &proxy_signer, &target, &iam);
+            assert_eq!(attempt(&again, &target).await, "ASIASESSION0");
+            first.rejected(StatusCode::BAD_REQUEST, "ExpiredToken");
+            assert!(sessions.cache.is_empty());
+            let second = request(&sessions, &proxy_signer, &target, &iam);
+            assert_eq!(attempt(&second, &target).await, "ASIASESSION1");
+            // A late rejection of the first session leaves the new one alone.
+            again.rejected(StatusCode::FORBIDDEN, "InvalidToken");
+            let third = request(&sessions, &proxy_signer, &target, &iam);
+            assert_eq!(attempt(&third, &target).await, "ASIASESSION1");
+            assert_eq!(up.signed_by(), ["AKIDIAM", "AKIDIAM"], "two CreateSessions");
+        }
+
+        #[test]
+        fn a_request_signer_without_a_session_is_no_larger_for_it() {
+            // One pointer, null when there is no session (a `SessionAuth`
+            // inline took some 330 bytes more on 64-bit targets).
+            assert_eq!(
+                std::mem::size_of::<Option<Box<SessionAuth>>>(),
+                std::mem::size_of::<usize>()
+            );
+            assert!(
+                std::mem::size_of::<RequestSigner>() <= 160,
+                "{}",
+                std::mem::size_of::<RequestSigner>()
+            );
+        }
     }
 
     #[test]
