@@ -372,6 +372,51 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(300);
 
+    /// Caches a session for bucket "b" that is due for renewal but still
+    /// valid.
+    async fn cache_stale_session(cache: &SessionCache) -> Arc<Session> {
+        let stale = REFRESH_BEFORE - Duration::from_secs(5);
+        cache
+            .get(&key("b"), || async { Ok(session("ASIA-OLD", stale)) })
+            .await
+            .unwrap()
+    }
+
+    /// Looks `bucket` up in the background; a creation waits until `released`
+    /// turns true, then answers with `made()`.
+    fn held_lookup(
+        cache: &Arc<SessionCache>,
+        bucket: &'static str,
+        released: &watch::Receiver<bool>,
+        made: impl FnOnce() -> Result<Session, SessionError> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Outcome> {
+        let (cache, mut released) = (cache.clone(), released.clone());
+        tokio::spawn(async move {
+            cache
+                .get(&key(bucket), || async move {
+                    let _ = released.wait_for(|r| *r).await;
+                    made()
+                })
+                .await
+        })
+    }
+
+    /// Looks `bucket` up in the background, expecting a creation already in
+    /// flight (it must not create one).
+    fn waiting_lookup(
+        cache: &Arc<SessionCache>,
+        bucket: &'static str,
+    ) -> tokio::task::JoinHandle<Outcome> {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get(&key(bucket), || async {
+                    unreachable!("a creation is in flight")
+                })
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn reuses_a_fresh_session_without_creating_another() {
         let cache = SessionCache::new(8);
@@ -398,11 +443,7 @@ mod tests {
     #[tokio::test]
     async fn replaces_a_session_with_less_than_a_minute_left() {
         let cache = SessionCache::new(8);
-        let stale = REFRESH_BEFORE - Duration::from_secs(5);
-        cache
-            .get(&key("b"), || async { Ok(session("ASIA-OLD", stale)) })
-            .await
-            .unwrap();
+        cache_stale_session(&cache).await;
         let s = cache
             .get(&key("b"), || async { Ok(session("ASIA-NEW", LONG)) })
             .await
@@ -476,31 +517,14 @@ mod tests {
     async fn a_failure_reaches_the_waiters_and_is_not_cached() {
         let cache = Arc::new(SessionCache::new(8));
         let (release, released) = watch::channel(false);
-        let failing = {
-            let (cache, mut released) = (cache.clone(), released.clone());
-            tokio::spawn(async move {
-                cache
-                    .get(&key("b"), || async move {
-                        let _ = released.wait_for(|r| *r).await;
-                        Err(SessionError::Refused {
-                            status: 403,
-                            code: Some("AccessDenied".into()),
-                        })
-                    })
-                    .await
+        let failing = held_lookup(&cache, "b", &released, || {
+            Err(SessionError::Refused {
+                status: 403,
+                code: Some("AccessDenied".into()),
             })
-        };
+        });
         tokio::task::yield_now().await;
-        let waiter = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get(&key("b"), || async {
-                        unreachable!("a creation is in flight")
-                    })
-                    .await
-            })
-        };
+        let waiter = waiting_lookup(&cache, "b");
         tokio::task::yield_now().await;
         release.send_replace(true);
         let refused = SessionError::Refused {
@@ -520,11 +544,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_refresh_keeps_serving_the_previous_session_while_it_lasts() {
         let cache = SessionCache::new(8);
-        let stale = REFRESH_BEFORE - Duration::from_secs(5);
-        cache
-            .get(&key("b"), || async { Ok(session("ASIA-OLD", stale)) })
-            .await
-            .unwrap();
+        cache_stale_session(&cache).await;
         let s = cache
             .get(&key("b"), || async {
                 Err(SessionError::Unreachable("connection refused".into()))
@@ -543,23 +563,9 @@ mod tests {
     #[tokio::test]
     async fn while_a_refresh_runs_others_sign_with_the_session_it_replaces() {
         let cache = Arc::new(SessionCache::new(8));
-        let stale = REFRESH_BEFORE - Duration::from_secs(5);
-        cache
-            .get(&key("b"), || async { Ok(session("ASIA-OLD", stale)) })
-            .await
-            .unwrap();
-        let (release, mut released) = watch::channel(false);
-        let refresh = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get(&key("b"), || async move {
-                        let _ = released.wait_for(|r| *r).await;
-                        Ok(session("ASIA-NEW", LONG))
-                    })
-                    .await
-            })
-        };
+        cache_stale_session(&cache).await;
+        let (release, released) = watch::channel(false);
+        let refresh = held_lookup(&cache, "b", &released, || Ok(session("ASIA-NEW", LONG)));
         tokio::task::yield_now().await;
         let s = cache
             .get(&key("b"), || async {
@@ -642,17 +648,7 @@ mod tests {
         let cache = Arc::new(SessionCache::new(2));
         let (release, released) = watch::channel(false);
         // "a" is the least recently used entry, but its creation is running.
-        let creating = {
-            let (cache, mut released) = (cache.clone(), released.clone());
-            tokio::spawn(async move {
-                cache
-                    .get(&key("a"), || async move {
-                        let _ = released.wait_for(|r| *r).await;
-                        Ok(session("ASIA-A", LONG))
-                    })
-                    .await
-            })
-        };
+        let creating = held_lookup(&cache, "a", &released, || Ok(session("ASIA-A", LONG)));
         tokio::task::yield_now().await;
         for bucket in ["b", "c"] {
             cache
@@ -683,14 +679,8 @@ mod tests {
         let (release, released) = watch::channel(false);
         let mut creations = Vec::new();
         for bucket in ["a", "b", "c"] {
-            let (cache, mut released) = (cache.clone(), released.clone());
-            creations.push(tokio::spawn(async move {
-                cache
-                    .get(&key(bucket), || async move {
-                        let _ = released.wait_for(|r| *r).await;
-                        Ok(session("ASIA", LONG))
-                    })
-                    .await
+            creations.push(held_lookup(&cache, bucket, &released, || {
+                Ok(session("ASIA", LONG))
             }));
             tokio::task::yield_now().await;
         }
@@ -741,36 +731,13 @@ mod tests {
     #[tokio::test]
     async fn forgetting_during_a_refresh_makes_lookups_wait_for_it() {
         let cache = Arc::new(SessionCache::new(8));
-        let stale = REFRESH_BEFORE - Duration::from_secs(5);
-        let old = cache
-            .get(&key("b"), || async { Ok(session("ASIA-OLD", stale)) })
-            .await
-            .unwrap();
-        let (release, mut released) = watch::channel(false);
-        let refresh = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get(&key("b"), || async move {
-                        let _ = released.wait_for(|r| *r).await;
-                        Ok(session("ASIA-NEW", LONG))
-                    })
-                    .await
-            })
-        };
+        let old = cache_stale_session(&cache).await;
+        let (release, released) = watch::channel(false);
+        let refresh = held_lookup(&cache, "b", &released, || Ok(session("ASIA-NEW", LONG)));
         tokio::task::yield_now().await;
         assert!(cache.forget(&key("b"), &old));
         // The rejected session is not handed out while the refresh runs.
-        let waiter = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get(&key("b"), || async {
-                        unreachable!("a refresh is in flight")
-                    })
-                    .await
-            })
-        };
+        let waiter = waiting_lookup(&cache, "b");
         tokio::task::yield_now().await;
         release.send_replace(true);
         assert_eq!(refresh.await.unwrap().unwrap().access_key_id(), "ASIA-NEW");
