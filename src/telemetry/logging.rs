@@ -232,7 +232,7 @@ pub struct AccessRecord<'a> {
 ///
 /// Under the process-wide JSON output the line is written straight into it;
 /// otherwise (human-readable output, a subscriber a test installed) it is a
-/// tracing event with the same fields, which [`super::json::JsonLines`]
+/// tracing event with the same fields, which the JSON formatter
 /// renders identically.
 pub fn access_log(rec: &AccessRecord<'_>) {
     if let Some(out) = ACCESS_LINES.get() {
