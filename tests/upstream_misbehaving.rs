@@ -347,6 +347,9 @@ struct TestSigner {
     produced: Mutex<Vec<String>>,
     /// The (status, error code) of every error answer it was told of.
     rejections: Mutex<Vec<(u16, String)>>,
+    /// Rotates to these credentials when told of an `ExpiredToken` answer,
+    /// and says so (as a signer whose session was refused does).
+    renews_to: Mutex<Option<(String, String)>>,
 }
 
 impl TestSigner {
@@ -357,6 +360,7 @@ impl TestSigner {
             calls: AtomicUsize::new(0),
             produced: Mutex::new(Vec::new()),
             rejections: Mutex::new(Vec::new()),
+            renews_to: Mutex::new(None),
         })
     }
 
@@ -402,11 +406,21 @@ impl AttemptSigner for TestSigner {
         Ok(())
     }
 
-    fn rejected(&self, status: StatusCode, code: &str) {
+    fn rejected(&self, status: StatusCode, code: &str) -> bool {
         self.rejections
             .lock()
             .unwrap()
             .push((status.as_u16(), code.to_owned()));
+        if code != "ExpiredToken" {
+            return false;
+        }
+        match self.renews_to.lock().unwrap().take() {
+            Some((access_key, secret)) => {
+                self.rotate(&access_key, &secret);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -732,6 +746,55 @@ async fn retries_400_throttling_exception_json_then_succeeds() {
         "{:?}",
         recorder.events()
     );
+}
+
+/// An answer refusing credentials the signer then drops is retried, signed
+/// with the new ones, under the retry policy; the reason is the code.
+#[tokio::test]
+async fn retries_an_answer_whose_credentials_the_signer_renewed() {
+    let expired = "<Error><Code>ExpiredToken</Code><Message>expired</Message></Error>";
+    let server = FakeUpstream::start(move |n| match n {
+        0 | 2 | 3 => answer(403, expired),
+        _ => answer(200, "<Ok/>"),
+    })
+    .await;
+    server
+        .secrets
+        .lock()
+        .unwrap()
+        .push(("AKIDSECOND".into(), "second-secret".into()));
+    let recorder = Arc::new(Recorder::default());
+    let signer = TestSigner::new();
+    *signer.renews_to.lock().unwrap() = Some(("AKIDSECOND".into(), "second-secret".into()));
+    let up = upstream(&recorder);
+    let send = || {
+        up.send(request(
+            &server.uri("/k"),
+            OutboundBody::Empty,
+            signer.clone(),
+            &policy(),
+        ))
+    };
+    let response = send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(recorder.count("retry:ExpiredToken"), 1);
+    let produced = signer.produced.lock().unwrap().clone();
+    assert_eq!(produced.len(), 2);
+    assert!(
+        produced[0].contains("Credential=AKIDFIRST/"),
+        "{}",
+        produced[0]
+    );
+    assert!(
+        produced[1].contains("Credential=AKIDSECOND/"),
+        "{}",
+        produced[1]
+    );
+    // A signer that has nothing new to sign with gets the answer as it is.
+    let response = send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(body_text(response).await, expired);
+    assert_eq!(recorder.count("retry:ExpiredToken"), 1, "not retried");
 }
 
 #[tokio::test]

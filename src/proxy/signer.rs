@@ -162,9 +162,9 @@ impl AttemptSigner for RequestSigner {
         Some(Box::pin(session.prepare()))
     }
 
-    fn rejected(&self, status: http::StatusCode, code: &str) {
-        if let Some(session) = &self.session {
-            session.rejected(status, code);
-        }
+    fn rejected(&self, status: http::StatusCode, code: &str) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|session| session.rejected(status, code))
     }
 }

@@ -90,9 +90,14 @@ pub trait AttemptSigner: Send + Sync {
     /// the retry loop read from it (`x-amzn-ErrorType`, or a small error body
     /// it reads anyway to classify the answer; answers without a code, and
     /// successes, are not reported): a signer whose credentials the upstream
-    /// may reject (an S3 Express session) forgets them. The default does
-    /// nothing. Must not block.
-    fn rejected(&self, _status: http::StatusCode, _code: &str) {}
+    /// may reject (an S3 Express session) forgets them. Returns true when it
+    /// did, so that another attempt would sign with other credentials: the
+    /// retry loop then retries the answer under the route's retry policy,
+    /// naming the code as the reason. The default does nothing and returns
+    /// false. Must not block.
+    fn rejected(&self, _status: http::StatusCode, _code: &str) -> bool {
+        false
+    }
 }
 
 /// The body of an outbound request.

@@ -605,19 +605,17 @@ pub(crate) async fn send_with_retries(
             }),
             Err(error) => Err(error),
         };
-        if let Ok((
-            response,
-            Verdict {
-                code: Some(code), ..
-            },
-        )) = &outcome
-        {
-            signer.rejected(response.status(), code);
-        }
-        let verdict = match &outcome {
+        let mut verdict = match &outcome {
             Ok((_, verdict)) => verdict.clone(),
             Err(error) => judge_error(error),
         };
+        // Refused credentials the signer has dropped: another attempt signs
+        // with new ones, so the answer is worth retrying.
+        if let (Ok((response, _)), Some(code)) = (&outcome, &verdict.code) {
+            if signer.rejected(response.status(), code) && verdict.reason.is_none() {
+                verdict.reason = Some(code.clone());
+            }
+        }
         if adaptive {
             if let Ok(mut limiter) = state.limiter.lock() {
                 limiter.on_response(verdict.throttled, Instant::now());

@@ -33,8 +33,10 @@
 //!
 //! A session the endpoint rejects (400 or 403 `ExpiredToken` or
 //! `InvalidToken`, read from the small error bodies the retry loop already
-//! reads to classify them) is dropped from the cache, so that the next
-//! request creates a new one; the rejected request gets the endpoint's answer.
+//! reads to classify them) is dropped from the cache, and the request is
+//! retried with a new one under the route's retry policy (when its body can
+//! be sent again and attempts and budget allow; otherwise it gets the
+//! endpoint's answer and the next request creates the new session).
 //!
 //! CopyObject and UploadPartCopy (a PUT with `x-amz-copy-source`), HeadBucket
 //! (HEAD on the bucket root) and CreateSession itself sign with the IAM
@@ -378,10 +380,11 @@ impl SessionAuth {
     /// Told of an error answer with the S3 error code `code` to an attempt
     /// signed with the current session: when it says the session is no
     /// longer taken, drops it from the cache (unless a newer one replaced it
-    /// already), so that the next attempt or request creates a new one.
-    pub(crate) fn rejected(&self, status: http::StatusCode, code: &str) {
+    /// already), so that the next attempt or request signs with another one,
+    /// and returns true.
+    pub(crate) fn rejected(&self, status: http::StatusCode, code: &str) -> bool {
         if !rejects_session(status, code) {
-            return;
+            return false;
         }
         let current = self
             .current
@@ -389,7 +392,7 @@ impl SessionAuth {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let Some(Current { key, session }) = current else {
-            return;
+            return false;
         };
         if self.sessions.cache.forget(&key, &session) {
             tracing::warn!(
@@ -398,9 +401,10 @@ impl SessionAuth {
                 key = %access_key_hint(session.access_key_id()),
                 status = status.as_u16(),
                 code,
-                "S3 Express session rejected; the next request creates a new one"
+                "S3 Express session rejected; signing with a new one"
             );
         }
+        true
     }
 
     /// The credentials to sign an attempt with; adds the session token to
@@ -1035,16 +1039,18 @@ mod tests {
             let first = request(&sessions, &proxy_signer, &target, &iam);
             assert_eq!(attempt(&first, &target).await, "ASIASESSION0");
             // Other errors leave the session be.
-            first.rejected(StatusCode::FORBIDDEN, "AccessDenied");
-            first.rejected(StatusCode::NOT_FOUND, "NoSuchKey");
+            assert!(!first.rejected(StatusCode::FORBIDDEN, "AccessDenied"));
+            assert!(!first.rejected(StatusCode::NOT_FOUND, "NoSuchKey"));
             let again = request(&sessions, &proxy_signer, &target, &iam);
             assert_eq!(attempt(&again, &target).await, "ASIASESSION0");
-            first.rejected(StatusCode::BAD_REQUEST, "ExpiredToken");
+            // Worth another attempt, which signs with a new session.
+            assert!(first.rejected(StatusCode::BAD_REQUEST, "ExpiredToken"));
             assert!(sessions.cache.is_empty());
             let second = request(&sessions, &proxy_signer, &target, &iam);
             assert_eq!(attempt(&second, &target).await, "ASIASESSION1");
             // A late rejection of the first session leaves the new one alone.
-            again.rejected(StatusCode::FORBIDDEN, "InvalidToken");
+            // (still worth another attempt: it would sign with the new one).
+            assert!(again.rejected(StatusCode::FORBIDDEN, "InvalidToken"));
             let third = request(&sessions, &proxy_signer, &target, &iam);
             assert_eq!(attempt(&third, &target).await, "ASIASESSION1");
             assert_eq!(up.signed_by(), ["AKIDIAM", "AKIDIAM"], "two CreateSessions");
