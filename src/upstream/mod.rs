@@ -23,8 +23,10 @@
 //!    per-route-and-upstream retry budget, Retry-After honoured, optional adaptive rate
 //!    limiting. Retries connection failures, timeouts, 429/500/502/503/504 and the AWS
 //!    throttling and transient error codes (from `x-amzn-ErrorType` or a small JSON/XML
-//!    error body, which is handed back to the client intact). Only replayable bodies are
-//!    retried: buffered ones always, streamed ones only if no byte went out.
+//!    error body, which is handed back to the client intact), and an error answer whose
+//!    credentials the signer has dropped ([`AttemptSigner::rejected`]: a refused S3
+//!    Express session). Only replayable bodies are retried: buffered ones always,
+//!    streamed ones only if no byte went out.
 //! 3. **attempt** (`attempt::send_attempt`): one future per attempt that
 //!    - signs it with [`AttemptSigner::sign`] afresh (new X-Amz-Date, current
 //!      credentials, after [`AttemptSigner::prepare`] when the signer needs a
