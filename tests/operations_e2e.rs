@@ -144,15 +144,7 @@ base_backoff = "1ms"
         StatusCode::OK
     );
     // Each request's access line is written when its response ends.
-    eventually("four access lines", || {
-        signet
-            .logs()
-            .iter()
-            .filter(|l| l.contains("\"target\":\"signet::access\""))
-            .count()
-            == 4
-    })
-    .await;
+    signet.wait_for_access_lines(4).await;
     let metrics = metrics_text(&signet).await;
 
     // Three requests reached the upstream, each failed once and was retried.

@@ -659,15 +659,7 @@ async fn no_secret_reaches_the_logs_or_metrics_at_trace_level() {
     zonal.assert_nothing_refused();
     assert_eq!(zonal.issued().len(), 2, "a session was replaced");
     assert_eq!(zonal.creates(), 3, "created, refused, created");
-    eventually("four access lines", || {
-        signet
-            .logs()
-            .iter()
-            .filter(|l| l.contains("\"target\":\"signet::access\""))
-            .count()
-            == 4
-    })
-    .await;
+    signet.wait_for_access_lines(4).await;
 
     let mut secrets: Vec<String> = vec![SECRET.into(), TOKEN.into()];
     for session in zonal.issued() {

@@ -28,7 +28,8 @@ use sha2::{Digest, Sha256};
 use signet::sigv4;
 use signet::upstream::{
     backoff_bound, upstream_key, AttemptSigner, ForwardError, OutboundBody, OutboundRequest,
-    RetryMode, RoutePolicy, SignFailure, TimeoutKind, TlsSettings, Upstream, UpstreamObserver,
+    ResponseBody, RetryMode, RoutePolicy, SignFailure, TimeoutKind, TlsSettings, Upstream,
+    UpstreamObserver,
 };
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -748,6 +749,22 @@ async fn retries_400_throttling_exception_json_then_succeeds() {
     );
 }
 
+/// Sends a bodiless request for `/k` to `server` through `up`, signed by `signer`.
+async fn get_k(
+    up: &Upstream,
+    server: &FakeUpstream,
+    signer: &Arc<TestSigner>,
+) -> http::Response<ResponseBody> {
+    up.send(request(
+        &server.uri("/k"),
+        OutboundBody::Empty,
+        signer.clone(),
+        &policy(),
+    ))
+    .await
+    .unwrap()
+}
+
 /// An answer refusing credentials the signer then drops is retried, signed
 /// with the new ones, under the retry policy; the reason is the code.
 #[tokio::test]
@@ -767,15 +784,7 @@ async fn retries_an_answer_whose_credentials_the_signer_renewed() {
     let signer = TestSigner::new();
     *signer.renews_to.lock().unwrap() = Some(("AKIDSECOND".into(), "second-secret".into()));
     let up = upstream(&recorder);
-    let send = || {
-        up.send(request(
-            &server.uri("/k"),
-            OutboundBody::Empty,
-            signer.clone(),
-            &policy(),
-        ))
-    };
-    let response = send().await.unwrap();
+    let response = get_k(&up, &server, &signer).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(recorder.count("retry:ExpiredToken"), 1);
     let produced = signer.produced.lock().unwrap().clone();
@@ -791,7 +800,7 @@ async fn retries_an_answer_whose_credentials_the_signer_renewed() {
         produced[1]
     );
     // A signer that has nothing new to sign with gets the answer as it is.
-    let response = send().await.unwrap();
+    let response = get_k(&up, &server, &signer).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(body_text(response).await, expired);
     assert_eq!(recorder.count("retry:ExpiredToken"), 1, "not retried");
@@ -816,15 +825,7 @@ async fn tells_the_signer_the_error_code_of_each_error_answer() {
     let recorder = Arc::new(Recorder::default());
     let signer = TestSigner::new();
     let up = upstream(&recorder);
-    let response = up
-        .send(request(
-            &server.uri("/k"),
-            OutboundBody::Empty,
-            signer.clone(),
-            &policy(),
-        ))
-        .await
-        .unwrap();
+    let response = get_k(&up, &server, &signer).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         body_text(response).await,
@@ -833,16 +834,7 @@ async fn tells_the_signer_the_error_code_of_each_error_answer() {
     );
     // An error answer without a code, and a success, are not reported.
     for want in [StatusCode::NOT_FOUND, StatusCode::OK] {
-        let response = up
-            .send(request(
-                &server.uri("/k"),
-                OutboundBody::Empty,
-                signer.clone(),
-                &policy(),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), want);
+        assert_eq!(get_k(&up, &server, &signer).await.status(), want);
     }
     assert_eq!(
         *signer.rejections.lock().unwrap(),

@@ -406,6 +406,20 @@ impl Signet {
         eventually(&what, || self.logs().iter().any(|l| l.contains(needle))).await;
     }
 
+    /// Waits until `n` access lines have been logged (each is written when its
+    /// response ends).
+    pub async fn wait_for_access_lines(&self, n: usize) {
+        let what = format!("{n} access lines");
+        eventually(&what, || {
+            self.logs()
+                .iter()
+                .filter(|l| l.contains("\"target\":\"signet::access\""))
+                .count()
+                == n
+        })
+        .await;
+    }
+
     /// Sends a signal (e.g. `libc::SIGTERM`) to the process.
     pub fn signal(&self, sig: i32) {
         assert!(send_signal(self.child.id(), sig), "kill -{sig} failed");
