@@ -105,6 +105,15 @@ struct FakeUpstream {
 }
 
 impl FakeUpstream {
+    /// Also accepts signatures by `AKIDSECOND` (secret `second-secret`), the
+    /// credentials the tests rotate to.
+    fn accept_second_key(&self) {
+        self.secrets
+            .lock()
+            .unwrap()
+            .push(("AKIDSECOND".into(), "second-secret".into()));
+    }
+
     async fn start(behaviour: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self::serve(listener, Arc::new(behaviour), 0)
@@ -637,11 +646,7 @@ async fn retry_carries_the_credentials_current_at_that_attempt() {
         }
     })
     .await;
-    server
-        .secrets
-        .lock()
-        .unwrap()
-        .push(("AKIDSECOND".into(), "second-secret".into()));
+    server.accept_second_key();
     let recorder = Arc::new(Recorder::default());
     let signer = TestSigner::new();
     let rotating = signer.clone();
@@ -775,11 +780,7 @@ async fn retries_an_answer_whose_credentials_the_signer_renewed() {
         _ => answer(200, "<Ok/>"),
     })
     .await;
-    server
-        .secrets
-        .lock()
-        .unwrap()
-        .push(("AKIDSECOND".into(), "second-secret".into()));
+    server.accept_second_key();
     let recorder = Arc::new(Recorder::default());
     let signer = TestSigner::new();
     *signer.renews_to.lock().unwrap() = Some(("AKIDSECOND".into(), "second-secret".into()));
