@@ -794,3 +794,50 @@ custom_headers = {{ "x-amz-create-session-mode" = "ReadOnly" }}
         [Kind::CreateSession, rw.clone(), Kind::CreateSession, ro, rw]
     );
 }
+
+#[tokio::test]
+async fn aws_chunked_uploads_are_signed_with_the_session() {
+    let zonal = Zonal::new(LONG);
+    let up = start_zonal(&zonal, Duration::ZERO).await;
+    let signet = Signet::start(&zonal_config(&up.url()));
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+    let mut wires = Vec::new();
+    for (key, signed_chunks) in [("unsigned.bin", false), ("signed.bin", true)] {
+        let url = format!("{}/{key}", signet.url());
+        let (req, wire) = aws_chunked_put(&url, &data, signed_chunks);
+        let (status, _, body) = send(req).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        wires.push(wire);
+    }
+    assert_no_rejections(&up);
+    zonal.assert_nothing_refused();
+    let issued = zonal.issued();
+    assert_eq!(issued.len(), 1, "one session signs both uploads");
+    let session = Kind::Session(issued[0].access_key_id.clone());
+    let kinds: Vec<Kind> = zonal.calls().into_iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [Kind::CreateSession, session.clone(), session]);
+
+    let seen = up.seen();
+    let (unsigned, signed) = (&seen[1], &seen[2]);
+    assert_eq!(
+        &unsigned.body[..],
+        &wires[0][..],
+        "the unsigned upload arrives byte-identical"
+    );
+    assert_eq!(
+        unsigned.headers["x-amz-content-sha256"],
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    );
+    assert_eq!(
+        signed.headers["x-amz-content-sha256"],
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+    );
+    assert_eq!(signed.body.len(), wires[1].len(), "framing length is kept");
+    // The chunk signatures chain from the seed signature under the session's key.
+    let (decoded, trailers) = verify_chunk_chain(signed, &issued[0].secret);
+    assert_eq!(decoded, data);
+    assert_eq!(
+        trailers[0],
+        ("x-amz-checksum-crc32".to_string(), crc32_b64(&data))
+    );
+}
