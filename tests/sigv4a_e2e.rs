@@ -77,21 +77,7 @@ async fn signs_s3_reads_writes_and_unsigned_trailer_uploads_for_a_region_set() {
 
     // aws-chunked with unsigned chunks: only the seed is signed.
     let data = vec![42u8; 70_000];
-    let mut wire = Vec::new();
-    for chunk in data.chunks(65536) {
-        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        wire.extend_from_slice(chunk);
-        wire.extend_from_slice(b"\r\n");
-    }
-    wire.extend_from_slice(b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n");
-    let upload = Request::put(format!("{}/chunked.bin", signet.url()))
-        .header("content-encoding", "aws-chunked")
-        .header("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
-        .header("x-amz-decoded-content-length", data.len().to_string())
-        .header("x-amz-trailer", "x-amz-checksum-crc32")
-        .header("content-length", wire.len().to_string())
-        .body(full(wire.clone()))
-        .unwrap();
+    let (upload, wire) = aws_chunked_put(&format!("{}/chunked.bin", signet.url()), &data, false);
     assert_eq!(send(upload).await.0, StatusCode::OK);
 
     assert_no_rejections(&up);
